@@ -1,0 +1,3 @@
+from leverchat.cli import main
+
+raise SystemExit(main())

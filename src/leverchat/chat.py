@@ -1,0 +1,126 @@
+"""A conversation as pure, immutable data (no Textual, no torch, no SQLite).
+
+Every change returns a new :class:`Conversation`, so the UI can hand a snapshot to the engine
+thread or the history store without locks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from leverchat.engine.types import ChatMessage, LeverChange, Role, Stats, StopReason
+from leverchat.levers import Levers
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class MessageStatus(str, Enum):
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class ReplyProvenance:
+    """Everything that produced one assistant reply, so it can be explained and reproduced."""
+
+    model: str
+    profile: str
+    system_prompt: str
+    levers: Levers
+    seed: int | None = None
+    lever_changes: tuple[LeverChange, ...] = ()
+    stats: Stats = field(default_factory=Stats)
+    stop_reason: StopReason | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+    id: str = field(default_factory=new_id)
+    status: MessageStatus = MessageStatus.COMPLETE
+    provenance: ReplyProvenance | None = None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """An ordered list of user and assistant messages; the system prompt lives beside them."""
+
+    messages: tuple[Message, ...] = ()
+    id: str = field(default_factory=new_id)
+    title: str = ""
+
+    def with_user(self, text: str) -> Conversation:
+        title = self.title or _title_from(text)
+        return replace(self, messages=(*self.messages, Message("user", text)), title=title)
+
+    def with_reply(
+        self,
+        text: str,
+        *,
+        status: MessageStatus = MessageStatus.COMPLETE,
+        provenance: ReplyProvenance | None = None,
+        message_id: str | None = None,
+    ) -> Conversation:
+        """Add an assistant reply, or update the one with ``message_id`` (a streaming reply)."""
+        if message_id is not None:
+            for index, message in enumerate(self.messages):
+                if message.id == message_id:
+                    updated = replace(message, content=text, status=status, provenance=provenance)
+                    messages = (*self.messages[:index], updated, *self.messages[index + 1 :])
+                    return replace(self, messages=messages)
+        reply = Message(
+            "assistant",
+            text,
+            id=message_id or new_id(),
+            status=status,
+            provenance=provenance,
+        )
+        return replace(self, messages=(*self.messages, reply))
+
+    def without_last_reply(self) -> Conversation:
+        """Drop the trailing assistant reply (to regenerate it)."""
+        if self.messages and self.messages[-1].role == "assistant":
+            return replace(self, messages=self.messages[:-1])
+        return self
+
+    def without_last_exchange(self) -> tuple[Conversation, str | None]:
+        """Drop the last user message and anything after it; return its text (to edit it)."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == "user":
+                return replace(self, messages=self.messages[:index]), self.messages[index].content
+        return self, None
+
+    @property
+    def last_reply(self) -> Message | None:
+        for message in reversed(self.messages):
+            if message.role == "assistant":
+                return message
+        return None
+
+    def to_chat_messages(self, system_prompt: str) -> tuple[ChatMessage, ...]:
+        """What the engine sees: the system prompt (if any), then every non-empty turn.
+
+        Failed replies with no text are left out: the model should not see an empty turn.
+        """
+        out: list[ChatMessage] = []
+        if system_prompt.strip():
+            out.append(ChatMessage("system", system_prompt))
+        for message in self.messages:
+            if message.role == "assistant" and not message.content:
+                continue
+            out.append(ChatMessage(message.role, message.content))
+        return tuple(out)
+
+
+def _title_from(text: str, limit: int = 60) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

@@ -1,0 +1,171 @@
+"""The engine's vocabulary: requests in, chunks and results out.
+
+Pure data, importable without torch: the UI, history and CLI layers use these types too.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal, Protocol
+
+from leverchat.levers import Levers
+
+Role = Literal["system", "user", "assistant"]
+PromptFormat = Literal["auto", "chat_template", "instruction"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+class StopReason(str, Enum):
+    END_OF_TURN = "end_of_turn"
+    MAX_TOKENS = "max_tokens"
+    STOP_STRING = "stop_string"
+    CONTEXT_FULL = "context_full"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+    @property
+    def description(self) -> str:
+        return _STOP_DESCRIPTIONS[self]
+
+
+_STOP_DESCRIPTIONS = {
+    StopReason.END_OF_TURN: "end of turn",
+    StopReason.MAX_TOKENS: "max tokens reached",
+    StopReason.STOP_STRING: "stop string",
+    StopReason.CONTEXT_FULL: "context window full",
+    StopReason.CANCELLED: "stopped",
+    StopReason.ERROR: "error",
+}
+
+
+class LeverSource(Protocol):
+    """Where the engine reads the levers at each decoding step (see levers.LiveLevers)."""
+
+    def snapshot(self) -> tuple[int, Levers]: ...
+
+
+@dataclass(frozen=True)
+class FixedLevers:
+    """A LeverSource that never changes (the CLI, tests)."""
+
+    levers: Levers
+
+    def snapshot(self) -> tuple[int, Levers]:
+        return 0, self.levers
+
+
+@dataclass(frozen=True)
+class LeverChange:
+    """Levers changed while a reply streamed: they applied from token ``token_index`` on."""
+
+    token_index: int
+    levers: Levers
+    changed: tuple[str, ...]
+
+
+@dataclass
+class GenerationRequest:
+    messages: tuple[ChatMessage, ...]
+    levers: LeverSource
+    cancel: threading.Event = field(default_factory=threading.Event)
+    prompt_format: PromptFormat = "auto"
+
+
+@dataclass(frozen=True)
+class Stats:
+    prompt_tokens: int = 0
+    reused_prefix_tokens: int = 0
+    prefilled_tokens: int = 0
+    new_tokens: int = 0
+    time_to_first_token_s: float = 0.0
+    total_s: float = 0.0
+    tokens_per_s: float = 0.0
+    context_window: int = 0
+    trimmed_messages: int = 0
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str
+    stop_reason: StopReason
+    stats: Stats
+    seed: int
+    levers: Levers
+    lever_changes: tuple[LeverChange, ...] = ()
+    error: str | None = None
+    token_ids: tuple[int, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.stop_reason is StopReason.ERROR
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """One step of loading a model, for a progress display."""
+
+    stage: str
+    message: str
+    fraction: float | None = None
+
+
+ChunkCallback = Callable[[str], None]
+ProgressCallback = Callable[[LoadProgress], None]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the UI shows about a loaded model."""
+
+    name: str
+    source: str
+    device: str
+    dtype: str
+    context_window: int
+    has_chat_template: bool
+
+
+class EngineError(Exception):
+    """A problem the user can act on (bad model path, no network, ...); the message says how."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how. ``source`` None means the bundled SmolLM2-135M-Instruct."""
+
+    source: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+
+class ChatEngine(Protocol):
+    """What the UI and CLI need from an engine. ``worker.EngineThread`` is the real one; tests
+    use a scripted engine with the same shape. Every call returns at once; callbacks run on the
+    engine's own thread (never touch widgets from them: post a message)."""
+
+    def load(self, spec: ModelSpec, progress: ProgressCallback | None = None) -> Future[ModelInfo]:
+        ...
+
+    def generate(
+        self, request: GenerationRequest, on_chunk: ChunkCallback | None = None
+    ) -> Future[GenerationResult]:
+        ...
+
+    def count_tokens(
+        self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
+    ) -> Future[int]:
+        ...
+
+    def close(self, timeout: float = 5.0) -> None:
+        ...

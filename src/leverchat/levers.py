@@ -1,0 +1,307 @@
+"""The sampling levers: every inference-time control leverchat exposes.
+
+This module is pure data (no torch, no Textual): profiles, the command line and the side panel
+all validate through :meth:`Levers.from_mapping` / :func:`validate_lever`, so nothing invalid can
+ever reach the engine. The engine imports it too; it sits below ``engine/`` in the layering.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+LeverKind = Literal["float", "int", "optional_int", "strings"]
+
+
+class LeverError(ValueError):
+    """A lever value or key was refused. ``key`` names the lever the user wrote."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LeverSpec:
+    """What the UI and validation need to know about one lever."""
+
+    name: str
+    kind: LeverKind
+    default: Any
+    minimum: float | None
+    maximum: float | None
+    step: float
+    neutral: Any
+    help: str
+    label: str
+
+    def range_text(self) -> str:
+        """The allowed range as a user reads it, e.g. ``0.0 to 2.0``."""
+        if self.kind == "strings":
+            return "a list of strings"
+        low = _format_number(self.minimum) if self.minimum is not None else "-inf"
+        high = _format_number(self.maximum) if self.maximum is not None else "no limit"
+        text = f"{low} to {high}"
+        if self.kind == "optional_int":
+            text += " (or unset for a random seed)"
+        return text
+
+
+def _format_number(value: float) -> str:
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+# The order here is the order the side panel and `profiles show` use.
+LEVER_SPECS: tuple[LeverSpec, ...] = (
+    LeverSpec(
+        "temperature", "float", 0.7, 0.0, 5.0, 0.05, 1.0,
+        "The creativity lever: lower is focused and repeatable, higher is varied; 0 is greedy.",
+        "Temperature",
+    ),
+    LeverSpec(
+        "top_k", "int", 0, 0, 100_000, 5, 0,
+        "Sample only from the k most likely tokens; 0 turns the cut off.",
+        "Top-k",
+    ),
+    LeverSpec(
+        "top_p", "float", 0.95, 0.0, 1.0, 0.01, 1.0,
+        "Nucleus sampling: keep the smallest set of tokens whose probability adds up to p.",
+        "Top-p",
+    ),
+    LeverSpec(
+        "min_p", "float", 0.05, 0.0, 1.0, 0.01, 0.0,
+        "Drop tokens less likely than min-p times the most likely one; scales with confidence.",
+        "Min-p",
+    ),
+    LeverSpec(
+        "typical_p", "float", 1.0, 0.0, 1.0, 0.01, 1.0,
+        "Locally typical sampling: keep tokens whose surprise is close to the expected; 1 is off.",
+        "Typical-p",
+    ),
+    LeverSpec(
+        "repetition_penalty", "float", 1.0, 0.01, 10.0, 0.05, 1.0,
+        "The anti-looping lever: above 1 discourages any token already in the conversation.",
+        "Repetition penalty",
+    ),
+    LeverSpec(
+        "frequency_penalty", "float", 0.0, -2.0, 2.0, 0.1, 0.0,
+        "Subtract this times the token's count in the reply: fewer repeated words.",
+        "Frequency penalty",
+    ),
+    LeverSpec(
+        "presence_penalty", "float", 0.0, -2.0, 2.0, 0.1, 0.0,
+        "Subtract this once from every token already in the reply: pushes toward new topics.",
+        "Presence penalty",
+    ),
+    LeverSpec(
+        "no_repeat_ngram_size", "int", 0, 0, 64, 1, 0,
+        "Forbid repeating any n-gram of this size; 0 turns it off.",
+        "No-repeat n-gram",
+    ),
+    LeverSpec(
+        "max_new_tokens", "int", 512, 1, 1_000_000, 32, 512,
+        "The longest reply, in tokens.",
+        "Max new tokens",
+    ),
+    LeverSpec(
+        "seed", "optional_int", None, 0, 2**63 - 1, 1, None,
+        "Fixes the random choices so a reply can be reproduced; unset picks a new one each time.",
+        "Seed",
+    ),
+    LeverSpec(
+        "stop", "strings", (), None, None, 0, (),
+        "Strings that end the reply when generated; the stop string itself is not shown.",
+        "Stop strings",
+    ),
+)
+
+SPECS_BY_NAME: dict[str, LeverSpec] = {spec.name: spec for spec in LEVER_SPECS}
+LEVER_NAMES: tuple[str, ...] = tuple(spec.name for spec in LEVER_SPECS)
+
+# Common spellings from other tools, so `max_tokens = 200` gets a helpful suggestion.
+_ALIASES: dict[str, str] = {
+    "max_tokens": "max_new_tokens",
+    "num_predict": "max_new_tokens",
+    "repeat_penalty": "repetition_penalty",
+    "stop_strings": "stop",
+    "stops": "stop",
+    "temp": "temperature",
+}
+
+
+def suggest_key(key: str, candidates: Iterable[str] = LEVER_NAMES) -> str | None:
+    """The closest known lever name to a mistyped ``key``, or None."""
+    names = list(candidates)
+    if key in _ALIASES and _ALIASES[key] in names:
+        return _ALIASES[key]
+    matches = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def unknown_key_message(key: str, candidates: Iterable[str] = LEVER_NAMES) -> str:
+    names = list(candidates)
+    suggestion = suggest_key(key, names)
+    hint = f"did you mean '{suggestion}'?" if suggestion else "known levers: " + ", ".join(names)
+    return f"unknown lever '{key}': {hint}"
+
+
+def validate_lever(name: str, value: Any) -> Any:
+    """Check one lever value and return it in canonical form (ints widened to float, ...).
+
+    Raises :class:`LeverError` naming the lever, the value and the allowed range.
+    """
+    spec = SPECS_BY_NAME.get(name)
+    if spec is None:
+        raise LeverError(name, unknown_key_message(name))
+    if spec.kind == "strings":
+        return _validate_strings(spec, value)
+    if spec.kind == "optional_int" and value is None:
+        return None
+    # bool is an int subclass in Python; `temperature = true` is a mistake, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LeverError(
+            name,
+            f"{name} must be a number in {spec.range_text()}, not {_describe(value)}",
+        )
+    if spec.kind == "float":
+        number: float | int = float(value)
+        if not math.isfinite(number):
+            raise LeverError(
+                name, f"{name} must be a finite number in {spec.range_text()}, not {value!r}"
+            )
+    else:
+        if isinstance(value, float):
+            if not (math.isfinite(value) and value.is_integer()):
+                raise LeverError(
+                    name, f"{name} must be a whole number in {spec.range_text()}, not {value!r}"
+                )
+            value = int(value)
+        number = int(value)
+    if (spec.minimum is not None and number < spec.minimum) or (
+        spec.maximum is not None and number > spec.maximum
+    ):
+        raise LeverError(
+            name, f"{name} = {_format_value(number)} is out of range: allowed {spec.range_text()}"
+        )
+    return number
+
+
+def _validate_strings(spec: LeverSpec, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise LeverError(
+            spec.name, f"{spec.name} must be a list of strings, not {_describe(value)}"
+        )
+    if any(item == "" for item in value):
+        raise LeverError(spec.name, f"{spec.name} cannot contain an empty string")
+    # Keep the user's order, drop duplicates.
+    return tuple(dict.fromkeys(value))
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _format_value(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else repr(value)
+
+
+@dataclass(frozen=True)
+class Levers:
+    """Every sampling lever. Defaults are a sensible chat setting; see LEVER_SPECS for help."""
+
+    temperature: float = 0.7
+    top_k: int = 0
+    top_p: float = 0.95
+    min_p: float = 0.05
+    typical_p: float = 1.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    no_repeat_ngram_size: int = 0
+    max_new_tokens: int = 512
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Direct construction is validated too: an invalid Levers object cannot exist.
+        for spec in LEVER_SPECS:
+            canonical = validate_lever(spec.name, getattr(self, spec.name))
+            object.__setattr__(self, spec.name, canonical)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], base: Levers | None = None) -> Levers:
+        """Levers from a mapping (a TOML table, CLI options). Missing keys keep ``base``.
+
+        Unknown keys are refused with a "did you mean" suggestion.
+        """
+        start = base if base is not None else cls()
+        values: dict[str, Any] = {}
+        for key, value in mapping.items():
+            values[key] = validate_lever(key, value)
+        return replace(start, **values)
+
+    def to_mapping(self, *, only_changed_from: Levers | None = None) -> dict[str, Any]:
+        """A plain dict (TOML/JSON friendly: tuples as lists, unset seed omitted)."""
+        out: dict[str, Any] = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if only_changed_from is not None and value == getattr(only_changed_from, field.name):
+                continue
+            if value is None:
+                continue
+            out[field.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def with_value(self, name: str, value: Any) -> Levers:
+        return replace(self, **{name: validate_lever(name, value)})
+
+    def changed_names(self, other: Levers) -> tuple[str, ...]:
+        return tuple(name for name in LEVER_NAMES if getattr(self, name) != getattr(other, name))
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class LiveLevers:
+    """A thread-safe, mutable holder of the current levers.
+
+    The UI thread calls :meth:`set`; the engine thread calls :meth:`get` at every decoding
+    step, so a change applies from the next token. ``version`` increases on every change,
+    which lets the engine notice a change with one integer comparison.
+    """
+
+    def __init__(self, levers: Levers | None = None) -> None:
+        self._lock = threading.Lock()
+        self._levers = levers if levers is not None else Levers()
+        self._version = 0
+
+    def get(self) -> Levers:
+        with self._lock:
+            return self._levers
+
+    def snapshot(self) -> tuple[int, Levers]:
+        with self._lock:
+            return self._version, self._levers
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def set(self, levers: Levers) -> None:
+        with self._lock:
+            if levers != self._levers:
+                self._levers = levers
+                self._version += 1
