@@ -6,10 +6,10 @@ Pure data, importable without torch: the UI, history and CLI layers use these ty
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal, Protocol
 
 from leverchat.levers import Levers
@@ -24,7 +24,7 @@ class ChatMessage:
     content: str
 
 
-class StopReason(str, Enum):
+class StopReason(StrEnum):
     END_OF_TURN = "end_of_turn"
     MAX_TOKENS = "max_tokens"
     STOP_STRING = "stop_string"
@@ -154,18 +154,16 @@ class ChatEngine(Protocol):
     use a scripted engine with the same shape. Every call returns at once; callbacks run on the
     engine's own thread (never touch widgets from them: post a message)."""
 
-    def load(self, spec: ModelSpec, progress: ProgressCallback | None = None) -> Future[ModelInfo]:
-        ...
+    def load(
+        self, spec: ModelSpec, progress: ProgressCallback | None = None
+    ) -> Future[ModelInfo]: ...
 
     def generate(
         self, request: GenerationRequest, on_chunk: ChunkCallback | None = None
-    ) -> Future[GenerationResult]:
-        ...
+    ) -> Future[GenerationResult]: ...
 
     def count_tokens(
         self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
-    ) -> Future[int]:
-        ...
+    ) -> Future[int]: ...
 
-    def close(self, timeout: float = 5.0) -> None:
-        ...
+    def close(self, timeout: float = 5.0) -> None: ...

@@ -1,0 +1,294 @@
+"""The generation loop: prefix-cache reuse, live levers, streaming, cancel, stop strings.
+
+One :class:`Generator` owns a loaded model and its KV cache. It must only ever be called from
+the engine thread (see worker.py). It is a lean decode loop rather than ``model.generate``:
+the levers can change at every step, the penalties transformers lacks are applied, cancel is
+checked before every forward pass, and the KV cache survives between turns.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from leverchat.engine.detokenize import IncrementalDecoder, StopStringFilter
+from leverchat.engine.prompt import encode_messages, encode_within_budget
+from leverchat.engine.sampling import TokenPicker
+from leverchat.engine.types import (
+    ChatMessage,
+    ChunkCallback,
+    EngineError,
+    GenerationRequest,
+    GenerationResult,
+    LeverChange,
+    PromptFormat,
+    Stats,
+    StopReason,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# The smallest room left for a reply when trimming a long conversation.
+MIN_REPLY_ROOM = 64
+
+
+def random_seed() -> int:
+    # 32 bits: short enough to read out and type back in, plenty for chat.
+    return secrets.randbits(32)
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    limit = min(len(a), len(b))
+    index = 0
+    while index < limit and a[index] == b[index]:
+        index += 1
+    return index
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(int(v) for v in value)
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return frozenset(ids)
+
+
+class Generator:
+    """Runs requests against one model, keeping the KV cache of the last turn."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device, context_window: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.context_window = context_window
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self._cache: Any = None
+        # transformers 5.x renamed `past_key_values` to `cache`; older model code keeps it.
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        # The tokens whose keys and values are in the cache, in order.
+        self._cached_ids: list[int] = []
+
+    # -- public -------------------------------------------------------------------------
+
+    def count_tokens(self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat) -> int:
+        return len(encode_messages(self.tokenizer, messages, prompt_format))
+
+    def reset_cache(self) -> None:
+        self._cache = None
+        self._cached_ids = []
+
+    def run(self, request: GenerationRequest, on_chunk: ChunkCallback | None) -> GenerationResult:
+        import torch
+
+        started = time.perf_counter()
+        version, levers = request.levers.snapshot()
+        start_levers = levers
+        seed = levers.seed if levers.seed is not None else random_seed()
+        state = _ReplyState()
+        stats = Stats(context_window=self.context_window)
+        try:
+            reply_room = min(levers.max_new_tokens, max(MIN_REPLY_ROOM, self.context_window // 2))
+            budget = max(1, self.context_window - reply_room)
+            encoded = encode_within_budget(
+                self.tokenizer, request.messages, request.prompt_format, budget
+            )
+            prompt_ids = encoded.ids
+            stats = Stats(
+                prompt_tokens=len(prompt_ids),
+                context_window=self.context_window,
+                trimmed_messages=encoded.trimmed_messages,
+            )
+            if request.cancel.is_set():
+                return self._result(state, StopReason.CANCELLED, stats, seed, start_levers, started)
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
+            picker = TokenPicker(prompt_ids, self.vocab_size, self.device)
+            decoder = IncrementalDecoder(self.tokenizer)
+            stop_filter = StopStringFilter()
+
+            with torch.inference_mode():
+                logits, reused = self._prefill(prompt_ids)
+                stats = _with(
+                    stats, reused_prefix_tokens=reused, prefilled_tokens=len(prompt_ids) - reused
+                )
+                stop_reason = StopReason.MAX_TOKENS
+                while True:
+                    if request.cancel.is_set():
+                        stop_reason = StopReason.CANCELLED
+                        break
+                    current_version, current = request.levers.snapshot()
+                    if current_version != version:
+                        state.changes.append(
+                            LeverChange(
+                                token_index=len(state.token_ids),
+                                levers=current,
+                                changed=current.changed_names(levers),
+                            )
+                        )
+                        version, levers = current_version, current
+                    if len(state.token_ids) >= levers.max_new_tokens:
+                        stop_reason = StopReason.MAX_TOKENS
+                        break
+                    if len(self._cached_ids) + 1 >= self.context_window:
+                        stop_reason = StopReason.CONTEXT_FULL
+                        break
+                    token = picker.pick(logits, levers, generator)
+                    if state.first_token_at is None:
+                        state.first_token_at = time.perf_counter()
+                    if token in self.eos_ids:
+                        stop_reason = StopReason.END_OF_TURN
+                        break
+                    picker.accept(token)
+                    state.token_ids.append(token)
+                    state.last_token_at = time.perf_counter()
+                    shown, hit_stop = stop_filter.feed(decoder.step(token), levers.stop)
+                    state.emit(shown, on_chunk)
+                    if hit_stop:
+                        stop_reason = StopReason.STOP_STRING
+                        break
+                    if (
+                        len(state.token_ids) >= levers.max_new_tokens
+                        and request.levers.snapshot()[0] == version
+                    ):
+                        # Done: skip the forward pass whose logits nobody would use.
+                        stop_reason = StopReason.MAX_TOKENS
+                        break
+                    logits = self._forward([token])
+            if stop_reason is not StopReason.STOP_STRING:
+                state.emit(stop_filter.flush(), on_chunk)
+            return self._result(state, stop_reason, stats, seed, start_levers, started)
+        except Exception as error:  # any failure ends this request, never the engine
+            log.exception("generation failed")
+            # The cache may hold a half-written step: start the next turn from scratch.
+            self.reset_cache()
+            if _is_out_of_memory(error):
+                _free_accelerator_memory()
+            message = (
+                str(error)
+                if isinstance(error, EngineError)
+                else (f"{type(error).__name__}: {error}")
+            )
+            return self._result(
+                state, StopReason.ERROR, stats, seed, start_levers, started, error=message
+            )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _prefill(self, prompt_ids: list[int]) -> tuple[Any, int]:
+        """Feed the prompt, reusing the cached keys and values of the longest common prefix.
+
+        Returns the logits for the next token and how many prompt tokens came from the cache.
+        """
+        from transformers import DynamicCache
+
+        reused = common_prefix_length(self._cached_ids, prompt_ids)
+        # At least one token must be fed to get logits for the next one.
+        reused = min(reused, len(prompt_ids) - 1)
+        if self._cache is None or reused <= 0:
+            self._cache = DynamicCache(config=self.model.config)
+            self._cached_ids = []
+            reused = 0
+        elif len(self._cached_ids) > reused:
+            # transformers 5.x: crop() takes the number of tokens to remove, negated.
+            self._cache.crop(-(len(self._cached_ids) - reused))
+            del self._cached_ids[reused:]
+        return self._forward(prompt_ids[reused:]), reused
+
+    def _forward(self, ids: list[int]) -> Any:
+        import torch
+
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        # Record the tokens first: if the forward pass fails the cache is reset anyway.
+        self._cached_ids.extend(ids)
+        # The cache object is updated in place by the forward pass.
+        output = self.model(
+            input_ids=input_ids,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_argument: self._cache},
+        )
+        return output.logits[0, -1]
+
+    def _result(
+        self,
+        state: _ReplyState,
+        reason: StopReason,
+        stats: Stats,
+        seed: int,
+        levers: Any,
+        started: float,
+        error: str | None = None,
+    ) -> GenerationResult:
+        finished = time.perf_counter()
+        first = state.first_token_at
+        ttft = (first - started) if first is not None else 0.0
+        decode_tokens = len(state.token_ids) - 1
+        decode_time = (state.last_token_at - first) if first and state.last_token_at else 0.0
+        tokens_per_s = decode_tokens / decode_time if decode_tokens > 0 and decode_time > 0 else 0.0
+        stats = _with(
+            stats,
+            new_tokens=len(state.token_ids),
+            time_to_first_token_s=ttft,
+            total_s=finished - started,
+            tokens_per_s=tokens_per_s,
+        )
+        return GenerationResult(
+            text=state.text,
+            stop_reason=reason,
+            stats=stats,
+            seed=seed,
+            levers=levers,
+            lever_changes=tuple(state.changes),
+            error=error,
+            token_ids=tuple(state.token_ids),
+        )
+
+
+class _ReplyState:
+    def __init__(self) -> None:
+        self.token_ids: list[int] = []
+        self.pieces: list[str] = []
+        self.changes: list[LeverChange] = []
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def emit(self, piece: str, on_chunk: ChunkCallback | None) -> None:
+        if not piece:
+            return
+        self.pieces.append(piece)
+        if on_chunk is not None:
+            on_chunk(piece)
+
+
+def _with(stats: Stats, **changes: Any) -> Stats:
+    from dataclasses import replace
+
+    return replace(stats, **changes)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return "out of memory" in str(error).lower() or type(error).__name__ == "OutOfMemoryError"
+
+
+def _free_accelerator_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

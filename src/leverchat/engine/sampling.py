@@ -1,0 +1,166 @@
+"""Pick the next token under the live levers.
+
+transformers has no frequency/presence penalty and fixes its processors for a whole
+``generate`` call, so leverchat applies every lever itself, from the levers read at this very
+step. Each lever costs nothing when it is at its neutral value. The order follows
+transformers' own: penalties first (they also apply to greedy decoding), then temperature,
+top-k, top-p, min-p and typical-p.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from leverchat.levers import Levers
+
+if TYPE_CHECKING:
+    import torch
+
+
+def apply_repetition_penalty(
+    logits: torch.Tensor, seen_mask: torch.Tensor, penalty: float
+) -> torch.Tensor:
+    """transformers' semantics: a seen token's positive logit is divided by the penalty and a
+    negative one multiplied, so a penalty above 1 always makes it less likely."""
+    import torch
+
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen_mask, penalised, logits)
+
+
+def apply_frequency_presence(
+    logits: torch.Tensor, counts: torch.Tensor, frequency: float, presence: float
+) -> torch.Tensor:
+    """OpenAI semantics: logit -= count * frequency + (count > 0) * presence."""
+    adjustment = counts * frequency
+    if presence:
+        adjustment = adjustment + (counts > 0).to(logits.dtype) * presence
+    return logits - adjustment
+
+
+def banned_ngram_tokens(ids: list[int], size: int) -> list[int]:
+    """Tokens that would repeat an n-gram of ``size`` already present in ``ids``."""
+    if size <= 0 or len(ids) < size:
+        return []
+    prefix = tuple(ids[len(ids) - size + 1 :]) if size > 1 else ()
+    banned: list[int] = []
+    for start in range(len(ids) - size + 1):
+        if tuple(ids[start : start + size - 1]) == prefix:
+            banned.append(ids[start + size - 1])
+    return banned
+
+
+def filter_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    import torch
+
+    if top_k <= 0 or top_k >= logits.shape[-1]:
+        return logits
+    threshold = torch.topk(logits, top_k).values[-1]
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probabilities add up to ``top_p``."""
+    import torch
+
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs
+    remove_sorted = mass_before >= top_p
+    remove_sorted[0] = False  # always keep the most likely token
+    remove = torch.zeros_like(remove_sorted).scatter(0, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def filter_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    import torch
+
+    if min_p <= 0.0:
+        return logits
+    probs = torch.softmax(logits, dim=-1)
+    threshold = probs.max() * min_p
+    return logits.masked_fill(probs < threshold, float("-inf"))
+
+
+def filter_typical_p(logits: torch.Tensor, typical_p: float) -> torch.Tensor:
+    """Locally typical sampling (Meister et al.), as transformers' TypicalLogitsWarper."""
+    import torch
+
+    if typical_p >= 1.0:
+        return logits
+    log_probs = torch.log_softmax(logits, dim=-1)
+    probs = log_probs.exp()
+    finite = torch.isfinite(log_probs)
+    entropy = -torch.where(finite, probs * log_probs, torch.zeros_like(probs)).sum()
+    surprise_gap = torch.where(finite, (-log_probs - entropy).abs(), torch.full_like(probs, 1e9))
+    _sorted_gap, order = torch.sort(surprise_gap)
+    sorted_probs = probs.gather(0, order)
+    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+    remove_sorted = mass_before >= typical_p
+    remove_sorted[0] = False
+    remove = torch.zeros_like(remove_sorted).scatter(0, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+class TokenPicker:
+    """Holds what the penalties need to know about the tokens so far, and picks the next one.
+
+    ``prompt_ids`` count for the repetition penalty and n-gram blocking (as in transformers);
+    the frequency and presence penalties count only the reply's own tokens (OpenAI).
+    """
+
+    def __init__(self, prompt_ids: list[int], vocab_size: int, device: torch.device) -> None:
+        import torch
+
+        self._vocab_size = vocab_size
+        self._device = device
+        self._all_ids = list(prompt_ids)
+        self._seen_mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        valid_prompt = [i for i in prompt_ids if 0 <= i < vocab_size]
+        if valid_prompt:
+            self._seen_mask[torch.tensor(valid_prompt, device=device)] = True
+        self._reply_counts = torch.zeros(vocab_size, dtype=torch.float32, device=device)
+
+    def accept(self, token_id: int) -> None:
+        """Record a generated token."""
+        self._all_ids.append(token_id)
+        if 0 <= token_id < self._vocab_size:
+            self._seen_mask[token_id] = True
+            self._reply_counts[token_id] += 1
+
+    def process(self, logits: torch.Tensor, levers: Levers) -> torch.Tensor:
+        """The logits after every lever but the final choice (1-D, float32)."""
+        logits = logits[: self._vocab_size].float()
+        if levers.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, self._seen_mask, levers.repetition_penalty)
+        if levers.frequency_penalty or levers.presence_penalty:
+            logits = apply_frequency_presence(
+                logits, self._reply_counts, levers.frequency_penalty, levers.presence_penalty
+            )
+        if levers.no_repeat_ngram_size:
+            banned = banned_ngram_tokens(self._all_ids, levers.no_repeat_ngram_size)
+            if banned:
+                logits = logits.clone()
+                logits[banned] = float("-inf")
+        if levers.is_greedy:
+            return logits
+        logits = logits / levers.temperature
+        logits = filter_top_k(logits, levers.top_k)
+        logits = filter_top_p(logits, levers.top_p)
+        logits = filter_min_p(logits, levers.min_p)
+        return filter_typical_p(logits, levers.typical_p)
+
+    def pick(self, logits: torch.Tensor, levers: Levers, generator: torch.Generator) -> int:
+        import torch
+
+        processed = self.process(logits, levers)
+        if levers.is_greedy:
+            return int(torch.argmax(processed).item())
+        if not torch.isfinite(processed).any():
+            # Every token was banned (e.g. n-gram blocking on a tiny vocabulary): fall back to
+            # the unfiltered choice rather than sampling from nothing.
+            return int(torch.argmax(logits[: self._vocab_size]).item())
+        probs = torch.softmax(processed, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=generator).item())
