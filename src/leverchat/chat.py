@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 from leverchat.engine.types import ChatMessage, LeverChange, Role, Stats, StopReason
 from leverchat.levers import Levers
@@ -18,7 +18,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class MessageStatus(str, Enum):
+class MessageStatus(StrEnum):
     COMPLETE = "complete"
     STREAMING = "streaming"
     STOPPED = "stopped"
@@ -48,6 +48,11 @@ class Message:
     id: str = field(default_factory=new_id)
     status: MessageStatus = MessageStatus.COMPLETE
     provenance: ReplyProvenance | None = None
+    # Alternatives: this message is version ``version`` (1-based) of ``version_count`` versions
+    # that answer the same earlier message (regenerated replies, edited user messages).
+    # HistoryStore fills these when it loads a conversation; new messages are 1 of 1.
+    version: int = 1
+    version_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,13 @@ class Conversation:
         )
         return replace(self, messages=(*self.messages, reply))
 
+    def with_message(self, message: Message) -> Conversation:
+        """Append ``message`` as it is (one returned by HistoryStore, with its id and version)."""
+        title = self.title
+        if not title and message.role == "user":
+            title = title_from(message.content)
+        return replace(self, messages=(*self.messages, message), title=title)
+
     def without_last_reply(self) -> Conversation:
         """Drop the trailing assistant reply (to regenerate it)."""
         if self.messages and self.messages[-1].role == "assistant":
@@ -119,6 +131,11 @@ class Conversation:
                 continue
             out.append(ChatMessage(message.role, message.content))
         return tuple(out)
+
+
+def title_from(text: str, limit: int = 60) -> str:
+    """A chat title made from its first user message: one line, at most ``limit`` characters."""
+    return _title_from(text, limit)
 
 
 def _title_from(text: str, limit: int = 60) -> str:

@@ -1,0 +1,1278 @@
+"""Conversation history in one SQLite database (``paths.history_db()``).
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL``: a committed write
+survives the process being killed at any moment (``kill -9`` included); a power cut can lose
+the last second of writes but never corrupts the file. Every write is one short
+``BEGIN IMMEDIATE`` transaction, and a busy timeout lets several leverchat processes share the
+file.
+
+Alternatives: messages form a tree. Each message has a parent (the message it follows; None
+for the first one) and the messages that share a parent are the *versions* of one turn: a
+regenerated reply or an edited user message. Exactly one version per parent is *active*; the
+conversation the user sees is the path of active versions from the root. Adding a message
+makes it the active version, so regenerating keeps the old reply and continuing from an older
+version (after :meth:`HistoryStore.select_version`) keeps the newer branch.
+
+Safety: a database written by a newer leverchat, or one that is not a leverchat history
+database, or one that fails ``PRAGMA integrity_check``, is refused with
+:class:`HistoryUnavailable` before anything is written to it. It is never recreated.
+
+Threads: one :class:`HistoryStore` holds one connection guarded by a lock, so an instance may
+be shared between threads (every call is serialised). Separate instances, in one process or
+several, each have their own connection and may write at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, TypeVar, cast
+
+from leverchat import paths
+from leverchat.chat import (
+    Conversation,
+    Message,
+    MessageStatus,
+    ReplyProvenance,
+    new_id,
+    title_from,
+)
+from leverchat.engine.types import LeverChange, Role, Stats, StopReason
+from leverchat.levers import LeverError, Levers
+
+_T = TypeVar("_T")
+
+BUSY_TIMEOUT_S: Final = 10.0
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+
+class HistoryError(Exception):
+    """A history problem the user can act on; the message names the file and what to do."""
+
+
+class HistoryUnavailable(HistoryError):
+    """The database was refused (newer version, corrupt, not ours) and left untouched."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ConversationNotFound(HistoryError):
+    """No conversation (or message) with the given id."""
+
+
+# --------------------------------------------------------------------------------------------
+# Records the store hands out
+
+
+@dataclass(frozen=True)
+class ConversationInfo:
+    """One chat as the chat list shows it, plus the settings in effect at its end."""
+
+    id: str
+    title: str
+    created: datetime
+    updated: datetime
+    message_count: int
+    profile: str
+    system_prompt: str
+    levers: Levers
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message exactly as stored, alternatives included (see ``ConversationRecord``)."""
+
+    id: str
+    parent_id: str | None
+    role: Role
+    content: str
+    status: MessageStatus
+    active: bool
+    created: datetime
+    updated: datetime
+    provenance: ReplyProvenance | None = None
+
+    def to_message(self, *, version: int = 1, version_count: int = 1) -> Message:
+        return Message(
+            role=self.role,
+            content=self.content,
+            id=self.id,
+            status=self.status,
+            provenance=self.provenance,
+            version=version,
+            version_count=version_count,
+        )
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """Everything stored about one chat: every version of every message, parents first."""
+
+    info: ConversationInfo
+    messages: tuple[StoredMessage, ...]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: str
+    title: str
+    message_id: str
+    role: Role
+    snippet: str
+    updated: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance <-> JSON-friendly mappings (the export format uses the same shapes)
+
+
+def levers_to_json(levers: Levers) -> str:
+    return json.dumps(levers.to_mapping(), sort_keys=True)
+
+
+def stats_to_mapping(stats: Stats) -> dict[str, Any]:
+    return {field.name: getattr(stats, field.name) for field in fields(stats)}
+
+
+def stats_from_mapping(mapping: Mapping[str, Any]) -> Stats:
+    """Stats from a mapping; keys this version does not know are ignored (written later)."""
+    values: dict[str, Any] = {}
+    for field in fields(Stats):
+        if field.name not in mapping:
+            continue
+        value = mapping[field.name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"stats.{field.name} must be a number, not {value!r}")
+        values[field.name] = value
+    return Stats(**values)
+
+
+def lever_change_to_mapping(change: LeverChange) -> dict[str, Any]:
+    return {
+        "token_index": change.token_index,
+        "levers": change.levers.to_mapping(),
+        "changed": list(change.changed),
+    }
+
+
+def lever_change_from_mapping(mapping: Mapping[str, Any]) -> LeverChange:
+    token_index = mapping.get("token_index")
+    if isinstance(token_index, bool) or not isinstance(token_index, int) or token_index < 0:
+        raise ValueError(f"lever change token_index must be a whole number >= 0: {token_index!r}")
+    changed = mapping.get("changed", [])
+    if not isinstance(changed, list) or not all(isinstance(name, str) for name in changed):
+        raise ValueError(f"lever change 'changed' must be a list of lever names: {changed!r}")
+    return LeverChange(
+        token_index=token_index,
+        levers=_levers_from(mapping.get("levers"), "lever change levers"),
+        changed=tuple(changed),
+    )
+
+
+def provenance_to_mapping(provenance: ReplyProvenance) -> dict[str, Any]:
+    return {
+        "model": provenance.model,
+        "profile": provenance.profile,
+        "system_prompt": provenance.system_prompt,
+        "levers": provenance.levers.to_mapping(),
+        "seed": provenance.seed,
+        "lever_changes": [lever_change_to_mapping(change) for change in provenance.lever_changes],
+        "stats": stats_to_mapping(provenance.stats),
+        "stop_reason": provenance.stop_reason.value if provenance.stop_reason else None,
+        "error": provenance.error,
+    }
+
+
+def provenance_from_mapping(mapping: Mapping[str, Any]) -> ReplyProvenance:
+    """The inverse of :func:`provenance_to_mapping`; ValueError names the bad key."""
+    texts: dict[str, str] = {}
+    for key in ("model", "profile", "system_prompt"):
+        value = mapping.get(key, "")
+        if not isinstance(value, str):
+            raise ValueError(f"provenance {key} must be a string, not {value!r}")
+        texts[key] = value
+    seed = mapping.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"provenance seed must be a whole number or null, not {seed!r}")
+    error = mapping.get("error")
+    if error is not None and not isinstance(error, str):
+        raise ValueError(f"provenance error must be a string or null, not {error!r}")
+    changes = mapping.get("lever_changes", [])
+    if not isinstance(changes, list) or not all(isinstance(item, dict) for item in changes):
+        raise ValueError("provenance lever_changes must be a list of objects")
+    stats = mapping.get("stats", {})
+    if not isinstance(stats, dict):
+        raise ValueError(f"provenance stats must be an object, not {stats!r}")
+    return ReplyProvenance(
+        model=texts["model"],
+        profile=texts["profile"],
+        system_prompt=texts["system_prompt"],
+        levers=_levers_from(mapping.get("levers", {}), "provenance levers"),
+        seed=seed,
+        lever_changes=tuple(lever_change_from_mapping(item) for item in changes),
+        stats=stats_from_mapping(stats),
+        stop_reason=_stop_reason_from(mapping.get("stop_reason")),
+        error=error,
+    )
+
+
+def _levers_from(value: Any, what: str) -> Levers:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object of lever values, not {value!r}")
+    try:
+        return Levers.from_mapping(value)
+    except LeverError as error:
+        raise ValueError(f"{what}: {error.message}") from error
+
+
+def _stop_reason_from(value: Any) -> StopReason | None:
+    if value is None:
+        return None
+    try:
+        return StopReason(value)
+    except ValueError:
+        known = ", ".join(reason.value for reason in StopReason)
+        raise ValueError(f"unknown stop reason {value!r} (known: {known})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Schema and migrations
+#
+# MIGRATIONS[i] takes a database from schema version i to i + 1. A new database runs every
+# migration in order, so the upgrade path is exercised on every fresh start. Never edit a
+# released migration: add a new one.
+
+_STATUS_CHECK = "status IN ('complete', 'streaming', 'stopped', 'failed', 'interrupted')"
+_PROVENANCE_COLUMNS = """
+    model TEXT,
+    profile TEXT,
+    system_prompt TEXT,
+    seed INTEGER,
+    stop_reason TEXT,
+    error TEXT,
+    levers TEXT,
+    lever_changes TEXT,
+    stats TEXT
+"""
+_PROVENANCE_NAMES = (
+    "model, profile, system_prompt, seed, stop_reason, error, levers, lever_changes, stats"
+)
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    """The first schema: chats and their messages in a single line (``position``)."""
+    conn.execute(
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            profile TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT NOT NULL DEFAULT '',
+            levers TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    conn.execute("CREATE INDEX conversations_by_update ON conversations (updated_at)")
+    conn.execute(
+        f"""
+        CREATE TABLE messages (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            status TEXT NOT NULL CHECK ({_STATUS_CHECK}),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            {_PROVENANCE_COLUMNS},
+            UNIQUE (conversation_id, position)
+        )
+        """
+    )
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Alternatives: messages become a tree (``parent_id``) with one active version each.
+
+    SQLite cannot drop a constraint, so the table is rebuilt (create, copy, drop, rename);
+    the caller has switched foreign keys off and checks them before committing.
+    """
+    conn.execute(
+        f"""
+        CREATE TABLE messages_v2 (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            parent_id TEXT REFERENCES messages (id) ON DELETE CASCADE,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            status TEXT NOT NULL CHECK ({_STATUS_CHECK}),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            {_PROVENANCE_COLUMNS}
+        )
+        """
+    )
+    # Each message's parent is the one just before it in its chat.
+    conn.execute(
+        f"""
+        INSERT INTO messages_v2 (
+            seq, id, conversation_id, parent_id, active, role, content, status,
+            created_at, updated_at, {_PROVENANCE_NAMES}
+        )
+        SELECT seq, id, conversation_id,
+               LAG(id) OVER (PARTITION BY conversation_id ORDER BY position),
+               1, role, content, status, created_at, updated_at, {_PROVENANCE_NAMES}
+        FROM messages
+        ORDER BY seq
+        """  # noqa: S608 (constant column lists)
+    )
+    conn.execute("DROP TABLE messages")
+    conn.execute("ALTER TABLE messages_v2 RENAME TO messages")
+    conn.execute("CREATE INDEX messages_by_parent ON messages (conversation_id, parent_id)")
+    conn.execute("CREATE INDEX messages_by_parent_id ON messages (parent_id)")
+    conn.execute(
+        "CREATE UNIQUE INDEX one_active_version"
+        " ON messages (conversation_id, coalesce(parent_id, '')) WHERE active = 1"
+    )
+
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: tuple[Migration, ...] = (_migrate_0_to_1, _migrate_1_to_2)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_CONVERSATION_COLUMNS = frozenset(
+    {"id", "title", "created_at", "updated_at", "profile", "system_prompt", "levers"}
+)
+_MESSAGE_COLUMNS = frozenset(
+    {
+        "seq", "id", "conversation_id", "role", "content", "status", "created_at", "updated_at",
+        *(name.strip() for name in _PROVENANCE_NAMES.split(",")),
+    }
+)  # fmt: skip
+# The tables and columns each schema version must have; anything less is not our database.
+REQUIRED_COLUMNS: Final[dict[int, dict[str, frozenset[str]]]] = {
+    1: {
+        "conversations": _CONVERSATION_COLUMNS,
+        "messages": _MESSAGE_COLUMNS | {"position"},
+    },
+    2: {
+        "conversations": _CONVERSATION_COLUMNS,
+        "messages": _MESSAGE_COLUMNS | {"parent_id", "active"},
+    },
+}
+
+
+def schema_problem(conn: sqlite3.Connection, version: int) -> str | None:
+    """Why the schema does not match ``version`` (None when it does)."""
+    tables = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    if version == 0:
+        if tables:
+            return "it has tables of another program: " + ", ".join(sorted(tables))
+        return None
+    for table, required in REQUIRED_COLUMNS[version].items():
+        if table not in tables:
+            return f"table '{table}' is missing"
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        missing = sorted(required - present)
+        if missing:
+            return f"table '{table}' lacks column(s) " + ", ".join(missing)
+    return None
+
+
+def migrate(conn: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> int:
+    """Bring the database up to schema ``target`` in one transaction; return the old version.
+
+    Anything failing rolls everything back. The version is read inside the write transaction,
+    so two processes opening a new database at once migrate it only once.
+    """
+    # Foreign keys must be off for a table rebuild, and the pragma is ignored inside a
+    # transaction, so it is switched here; foreign_key_check runs before the commit.
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            _refuse_unknown(conn, path, version)
+            for step in range(version, target):
+                MIGRATIONS[step](conn)
+            if version < target:
+                problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise HistoryError(
+                        f"migrating {path} to schema {target} broke {len(problems)} "
+                        "reference(s); nothing was changed"
+                    )
+                conn.execute(f"PRAGMA user_version = {int(target)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback_quietly(conn)
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+    return version
+
+
+def _refuse_unknown(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise HistoryUnavailable(
+            path,
+            f"{path} was written by a newer leverchat (history schema version {version}; this "
+            f"version knows up to {SCHEMA_VERSION}). It was left untouched: upgrade leverchat "
+            "to open it.",
+        )
+    if version < 0:
+        raise HistoryUnavailable(path, _not_ours(path, f"its schema version is {version}"))
+    problem = schema_problem(conn, version)
+    if problem is not None:
+        raise HistoryUnavailable(path, _not_ours(path, problem))
+
+
+def _not_ours(path: Path, why: str) -> str:
+    return (
+        f"{path} is not a leverchat history database ({why}). It was left untouched: move it "
+        "aside (or set LEVERCHAT_DATA_DIR) to start a new history."
+    )
+
+
+def _damaged(path: Path, why: str) -> str:
+    return (
+        f"{path} is damaged ({why}). It was left untouched: restore it from a backup, or move "
+        "it aside to start a new history (the sqlite3 tool's .recover may rescue its chats)."
+    )
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse an existing file that is not a healthy history database we can open.
+
+    Reads only: the header with plain file I/O, then a read-only SQLite connection (which
+    can neither write nor checkpoint), so a refused file stays byte-for-byte as it was.
+    """
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise HistoryUnavailable(path, f"{path} is a folder, not a history database file.")
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_MAGIC))
+    except OSError as error:
+        raise HistoryUnavailable(path, f"cannot read {path}: {error.strerror}") from error
+    if not header:
+        return  # An empty file is an empty SQLite database: it becomes a new history.
+    if header != _SQLITE_MAGIC:
+        raise HistoryUnavailable(path, _not_ours(path, "it is not an SQLite database"))
+    try:
+        conn = sqlite3.connect(
+            path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error as error:
+        raise _check_failed(path, error) from error
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            _refuse_unknown(conn, path, version)
+        problems = [row[0] for row in conn.execute("PRAGMA integrity_check(5)")]
+        if problems != ["ok"]:
+            found = "; ".join(" ".join(str(problem).split()) for problem in problems)
+            raise HistoryUnavailable(path, _damaged(path, found[:300]))
+        _refuse_unknown(conn, path, version)
+    except sqlite3.Error as error:
+        raise _check_failed(path, error) from error
+    finally:
+        conn.close()
+
+
+def _check_failed(path: Path, error: sqlite3.Error) -> HistoryError:
+    """Busy or unreadable is not damaged: only real damage gets the 'damaged' advice."""
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return HistoryError(f"the history {path} is busy (another leverchat is writing); retry")
+    if "unable to open" in text or "readonly" in text or "permission" in text.lower():
+        return HistoryUnavailable(
+            path,
+            f"cannot open the history {path} ({text}); check its "
+            "permissions. It was left untouched.",
+        )
+    return HistoryUnavailable(path, _damaged(path, text))
+
+
+def _rollback_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # The original error is the one worth reporting.
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(moment: datetime) -> str:
+    # One fixed format, so text order is time order in SQL.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+_MESSAGE_SELECT = f"""
+    id, parent_id, active, role, content, status, created_at, updated_at,
+    {_PROVENANCE_NAMES}
+"""
+
+# The active path of one chat, with each message's version number among its siblings.
+_ACTIVE_PATH_SQL = f"""
+    WITH RECURSIVE
+    numbered AS (
+        SELECT *,
+               ROW_NUMBER() OVER (PARTITION BY parent_id ORDER BY seq) AS version,
+               COUNT(*) OVER (PARTITION BY parent_id) AS version_count
+        FROM messages WHERE conversation_id = :conversation
+    ),
+    path (id, depth) AS (
+        SELECT id, 0 FROM numbered WHERE parent_id IS NULL AND active = 1
+        UNION ALL
+        SELECT numbered.id, path.depth + 1
+        FROM numbered JOIN path ON numbered.parent_id = path.id
+        WHERE numbered.active = 1
+    )
+    SELECT {_MESSAGE_SELECT}, version, version_count
+    FROM path JOIN numbered USING (id)
+    ORDER BY path.depth
+"""  # noqa: S608 (constant column lists)
+
+# Active-path length of every chat (the "messages" column of the chat list).
+_PATH_COUNTS_SQL = """
+    WITH RECURSIVE path (id, conversation_id) AS (
+        SELECT id, conversation_id FROM messages WHERE parent_id IS NULL AND active = 1
+        UNION ALL
+        SELECT messages.id, messages.conversation_id
+        FROM messages JOIN path ON messages.parent_id = path.id
+        WHERE messages.active = 1
+    )
+    SELECT conversation_id, COUNT(*) AS message_count FROM path GROUP BY conversation_id
+"""
+
+_INFO_SELECT = f"""
+    WITH counts AS ({_PATH_COUNTS_SQL})
+    SELECT c.id, c.title, c.created_at, c.updated_at, coalesce(counts.message_count, 0),
+           c.profile, c.system_prompt, c.levers
+    FROM conversations AS c LEFT JOIN counts ON counts.conversation_id = c.id
+"""  # noqa: S608 (constant column lists)
+
+
+class HistoryStore:
+    """Conversations and messages in SQLite; see the module docstring for the guarantees.
+
+    Opening marks every reply left ``streaming`` (its process was killed) as ``interrupted``;
+    their ids are in :attr:`interrupted_on_open`. A reply still streaming in another running
+    leverchat is marked too, and becomes ``streaming`` again at its next
+    :meth:`update_reply`, so nothing is lost.
+
+    How the chat screen uses it (``conv`` is its ``chat.Conversation``)::
+
+        store.create_conversation(conversation_id=conv.id, profile=..., levers=...)
+        parent = conv.messages[-1].id if conv.messages else None
+        conv = conv.with_message(store.add_user_message(conv.id, text, parent_id=parent))
+        reply = store.start_reply(conv.id, parent_id=conv.messages[-1].id, provenance=...)
+        conv = conv.with_message(reply)
+        store.update_reply(reply.id, text_so_far)               # at most once a second
+        store.finish_reply(reply.id, text, status=..., provenance=...)
+        # Regenerate: conv.without_last_reply(), then start_reply() with the same parent.
+        # Step between versions: store.versions(id), then conv = store.select_version(id).
+        # Resume: store.most_recent_id(), store.load_conversation(id), store.get_info(id).
+    """
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
+        self.path = Path(path) if path is not None else paths.history_db()
+        self._clock = clock
+        self._busy_timeout_s = busy_timeout_s
+        self._lock = threading.RLock()
+        check_database_file(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise HistoryError(
+                f"cannot create the folder {self.path.parent} for the history: {error.strerror}"
+            ) from error
+        self._conn: sqlite3.Connection | None = self._connect()
+        try:
+            self.migrated_from = migrate(self._conn, self.path)
+            self.interrupted_on_open = self._mark_interrupted()
+        except sqlite3.Error as error:
+            self.close()
+            raise self._wrap(error) from error
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,  # explicit BEGIN/COMMIT only
+                check_same_thread=False,  # guarded by self._lock instead
+            )
+        except sqlite3.Error as error:
+            raise HistoryError(f"cannot open the history {self.path}: {error}") from error
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.create_function("casefold", 1, _casefold, deterministic=True)
+        except sqlite3.Error as error:
+            conn.close()
+            raise self._wrap(error) from error
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _wrap(self, error: sqlite3.Error) -> HistoryError:
+        text = str(error)
+        if "locked" in text or "busy" in text:
+            return HistoryError(
+                f"the history {self.path} stayed busy for {self._busy_timeout_s:g} s (another "
+                "leverchat is writing to it); try again"
+            )
+        if isinstance(error, sqlite3.IntegrityError):
+            return HistoryError(f"refused by the history {self.path}: {text}")
+        if "malformed" in text or "not a database" in text:
+            return HistoryUnavailable(self.path, _damaged(self.path, text))
+        return HistoryError(f"the history {self.path} failed: {text}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (taken at once, so it never fails half-way on a busy lock)."""
+        with self._lock:
+            conn = self._open_connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                _rollback_quietly(conn)
+                raise self._wrap(error) from error
+            except BaseException:
+                _rollback_quietly(conn)
+                raise
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several queries see one consistent state."""
+        with self._lock:
+            conn = self._open_connection()
+            try:
+                conn.execute("BEGIN")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                _rollback_quietly(conn)
+                raise self._wrap(error) from error
+            except BaseException:
+                _rollback_quietly(conn)
+                raise
+
+    def _open_connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise HistoryError(f"the history {self.path} was closed")
+        return self._conn
+
+    def _mark_interrupted(self) -> tuple[str, ...]:
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming' RETURNING id"
+            ).fetchall()
+        return tuple(row[0] for row in rows)
+
+    # -- conversations ---------------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        *,
+        conversation_id: str | None = None,
+        title: str = "",
+        profile: str = "",
+        system_prompt: str = "",
+        levers: Levers | None = None,
+    ) -> str:
+        """Store a new, empty chat and return its id (a new one unless given)."""
+        chat_id = conversation_id or new_id()
+        now = _timestamp(self._clock())
+        with self._transaction() as conn:
+            inserted = conn.execute(
+                """
+                INSERT INTO conversations
+                    (id, title, created_at, updated_at, profile, system_prompt, levers)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO NOTHING
+                """,
+                (
+                    chat_id, title.strip(), now, now, profile, system_prompt,
+                    levers_to_json(levers or Levers()),
+                ),
+            ).rowcount  # fmt: skip
+            if not inserted:
+                raise HistoryError(f"a chat with id {chat_id} already exists in {self.path}")
+        return chat_id
+
+    def set_conversation_settings(
+        self,
+        conversation_id: str,
+        *,
+        profile: str | None = None,
+        system_prompt: str | None = None,
+        levers: Levers | None = None,
+    ) -> None:
+        """Record the profile, system prompt or levers now in effect (None keeps a value)."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                """
+                UPDATE conversations SET
+                    profile = coalesce(?, profile),
+                    system_prompt = coalesce(?, system_prompt),
+                    levers = coalesce(?, levers)
+                WHERE id = ? RETURNING id
+                """,
+                (
+                    profile, system_prompt, levers_to_json(levers) if levers else None,
+                    conversation_id,
+                ),
+            ).fetchone()  # fmt: skip
+            if row is None:
+                raise self._no_chat(conversation_id)
+
+    def rename_conversation(self, conversation_id: str, title: str) -> None:
+        clean = " ".join(title.split())
+        if not clean:
+            raise HistoryError("a chat title cannot be empty")
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE conversations SET title = ? WHERE id = ? RETURNING id",
+                (clean, conversation_id),
+            ).fetchone()
+            if row is None:
+                raise self._no_chat(conversation_id)
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete one chat and all its messages; False when there was no such chat."""
+        with self._transaction() as conn:
+            return (
+                conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount
+                > 0
+            )
+
+    def list_conversations(self, *, limit: int | None = None) -> list[ConversationInfo]:
+        """Every chat, most recently active first."""
+        sql = _INFO_SELECT + " ORDER BY c.updated_at DESC, c.rowid DESC"
+        parameters: tuple[int, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters = (max(limit, 0),)
+        with self._snapshot() as conn:
+            rows = conn.execute(sql, parameters).fetchall()
+        return [self._info_from_row(row) for row in rows]
+
+    def most_recent_id(self) -> str | None:
+        """The chat with the latest activity (for ``leverchat --continue``), or None."""
+        with self._snapshot() as conn:
+            row = conn.execute(
+                "SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def get_info(self, conversation_id: str) -> ConversationInfo:
+        with self._snapshot() as conn:
+            return self._info(conn, conversation_id)
+
+    def resolve_id(self, prefix: str) -> str:
+        """The one chat id that starts with ``prefix`` (an exact id always wins)."""
+        prefix = prefix.strip()
+        if not prefix:
+            raise HistoryError("give a chat id (or the first characters of one)")
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                "SELECT id FROM conversations WHERE substr(id, 1, ?) = ?"
+                " ORDER BY updated_at DESC LIMIT 6",
+                (len(prefix), prefix),
+            ).fetchall()
+        ids = [str(row[0]) for row in rows]
+        if prefix in ids:
+            return prefix
+        if not ids:
+            raise ConversationNotFound(f"no chat id starts with '{prefix}' in {self.path}")
+        if len(ids) > 1:
+            shown = ", ".join(chat_id[: len(prefix) + 4] for chat_id in ids[:5])
+            more = " and more" if len(ids) > 5 else ""
+            raise HistoryError(
+                f"'{prefix}' matches several chats ({shown}{more}): type more characters"
+            )
+        return ids[0]
+
+    def load_conversation(self, conversation_id: str) -> Conversation:
+        """The chat as the user sees it: the active version of every turn, in order."""
+        with self._snapshot() as conn:
+            return self._load(conn, conversation_id)
+
+    def export_record(self, conversation_id: str) -> ConversationRecord:
+        """Everything about one chat, every version of every message included."""
+        with self._snapshot() as conn:
+            info = self._info(conn, conversation_id)
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",  # noqa: S608
+                (conversation_id,),
+            ).fetchall()
+        return ConversationRecord(info, tuple(self._stored_from_row(row) for row in rows))
+
+    def import_record(self, record: ConversationRecord) -> str:
+        """Store a chat from an export (same ids); refused if its id is already here."""
+        info = record.info
+        with self._transaction() as conn:
+            exists = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (info.id,))
+            if exists.fetchone() is not None:
+                raise HistoryError(f"a chat with id {info.id} already exists in {self.path}")
+            conn.execute(
+                """
+                INSERT INTO conversations
+                    (id, title, created_at, updated_at, profile, system_prompt, levers)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    info.id, info.title, _timestamp(info.created), _timestamp(info.updated),
+                    info.profile, info.system_prompt, levers_to_json(info.levers),
+                ),
+            )  # fmt: skip
+            seen: set[str] = set()
+            for message in record.messages:
+                if message.parent_id is not None and message.parent_id not in seen:
+                    raise HistoryError(
+                        f"message {message.id} comes before its parent {message.parent_id}"
+                        " (or the parent is missing); nothing was imported"
+                    )
+                seen.add(message.id)
+                self._insert_message(conn, info.id, message)
+        return info.id
+
+    def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
+        """Messages containing ``text`` (any case), newest first, alternatives included."""
+        needle = text.strip()
+        if not needle:
+            raise HistoryError("give some text to search for")
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                """
+                SELECT m.conversation_id, c.title, m.id, m.role, m.content, m.updated_at
+                FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+                WHERE instr(casefold(m.content), ?) > 0
+                ORDER BY m.updated_at DESC, m.seq DESC
+                LIMIT ?
+                """,
+                (_casefold(needle), max(limit, 0)),
+            ).fetchall()
+        return [
+            SearchHit(
+                conversation_id=row[0],
+                title=row[1],
+                message_id=row[2],
+                role=row[3],
+                snippet=_snippet(row[4], needle),
+                updated=_parse_timestamp(row[5]),
+            )
+            for row in rows
+        ]
+
+    # -- messages --------------------------------------------------------------------------
+
+    def add_user_message(
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        parent_id: str | None,
+        message_id: str | None = None,
+    ) -> Message:
+        """Save a user message the moment it is sent, as the active version after ``parent_id``.
+
+        ``parent_id`` is the message it follows: the last message of the chat the user sees
+        (None for the first). Sending after an edit makes a new version of a user message.
+        """
+        return self._add(
+            conversation_id, "user", text, MessageStatus.COMPLETE, parent_id, message_id, None
+        )
+
+    def start_reply(
+        self,
+        conversation_id: str,
+        *,
+        parent_id: str,
+        provenance: ReplyProvenance | None = None,
+        message_id: str | None = None,
+    ) -> Message:
+        """Save an empty ``streaming`` reply to ``parent_id`` (a user message) and return it.
+
+        A reply that already answers ``parent_id`` is kept as an older version: this is how
+        regenerating keeps alternatives. Pass the provenance known at the start (model,
+        profile, system prompt, levers, seed) so a killed reply still has it.
+        """
+        return self._add(
+            conversation_id,
+            "assistant",
+            "",
+            MessageStatus.STREAMING,
+            parent_id,
+            message_id,
+            provenance,
+        )
+
+    def update_reply(self, message_id: str, text: str) -> bool:
+        """Save the text a reply has streamed so far (cheap: one row). False if unknown.
+
+        A reply another process marked interrupted (it thought this one was dead) becomes
+        ``streaming`` again; a finished reply is never touched.
+        """
+        with self._transaction() as conn:
+            return (
+                conn.execute(
+                    """
+                    UPDATE messages SET content = ?, status = 'streaming', updated_at = ?
+                    WHERE id = ? AND role = 'assistant'
+                      AND status IN ('streaming', 'interrupted')
+                    """,
+                    (text, _timestamp(self._clock()), message_id),
+                ).rowcount
+                > 0
+            )
+
+    def finish_reply(
+        self,
+        message_id: str,
+        text: str,
+        *,
+        status: MessageStatus,
+        provenance: ReplyProvenance | None = None,
+    ) -> bool:
+        """Store a reply's final text, status and provenance (None keeps the one from start).
+
+        The chat's profile, system prompt and levers become those in effect at the end of
+        this reply (its last lever change). False if the reply is unknown (deleted).
+        """
+        if status is MessageStatus.STREAMING:
+            raise ValueError("finish_reply needs a final status, not 'streaming'")
+        now = _timestamp(self._clock())
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE messages SET content = ?, status = ?, updated_at = ?"
+                " WHERE id = ? AND role = 'assistant' RETURNING conversation_id",
+                (text, status.value, now, message_id),
+            ).fetchone()
+            if row is None:
+                return False
+            chat_id = str(row[0])
+            if provenance is not None:
+                conn.execute(
+                    f"UPDATE messages SET ({_PROVENANCE_NAMES}) = ({', '.join('?' * 9)})"  # noqa: S608
+                    " WHERE id = ?",
+                    (*_provenance_columns(provenance), message_id),
+                )
+            else:
+                stored = conn.execute(
+                    f"SELECT {_PROVENANCE_NAMES} FROM messages WHERE id = ?",  # noqa: S608
+                    (message_id,),
+                ).fetchone()
+                provenance = self._provenance_from_columns(stored, message_id)
+            conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, chat_id))
+            if provenance is not None:
+                final = provenance.lever_changes[-1].levers if provenance.lever_changes else None
+                conn.execute(
+                    "UPDATE conversations SET profile = ?, system_prompt = ?, levers = ?"
+                    " WHERE id = ?",
+                    (
+                        provenance.profile,
+                        provenance.system_prompt,
+                        levers_to_json(final or provenance.levers),
+                        chat_id,
+                    ),
+                )
+        return True
+
+    def versions(self, message_id: str) -> tuple[Message, ...]:
+        """Every version of the turn ``message_id`` belongs to, oldest first (it included)."""
+        with self._snapshot() as conn:
+            chat_id, parent_id = self._locate(conn, message_id)
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_SELECT} FROM messages"  # noqa: S608
+                " WHERE conversation_id = ? AND parent_id IS ? ORDER BY seq",
+                (chat_id, parent_id),
+            ).fetchall()
+        count = len(rows)
+        return tuple(
+            self._stored_from_row(row).to_message(version=index, version_count=count)
+            for index, row in enumerate(rows, start=1)
+        )
+
+    def select_version(self, message_id: str) -> Conversation:
+        """Make ``message_id`` the active version of its turn; return the chat as now seen.
+
+        What follows it is the branch that grew from this version (nothing, if none did).
+        """
+        with self._transaction() as conn:
+            chat_id, parent_id = self._locate(conn, message_id)
+            conn.execute(
+                "UPDATE messages SET active = 0"
+                " WHERE conversation_id = ? AND parent_id IS ? AND active = 1",
+                (chat_id, parent_id),
+            )
+            conn.execute("UPDATE messages SET active = 1 WHERE id = ?", (message_id,))
+        return self.load_conversation(chat_id)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _add(
+        self,
+        conversation_id: str,
+        role: Role,
+        text: str,
+        status: MessageStatus,
+        parent_id: str | None,
+        message_id: str | None,
+        provenance: ReplyProvenance | None,
+    ) -> Message:
+        now = self._clock()
+        stored = StoredMessage(
+            id=message_id or new_id(),
+            parent_id=parent_id,
+            role=role,
+            content=text,
+            status=status,
+            active=True,
+            created=now,
+            updated=now,
+            provenance=provenance,
+        )
+        with self._transaction() as conn:
+            chat = conn.execute(
+                "SELECT title FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if chat is None:
+                raise self._no_chat(conversation_id)
+            if parent_id is not None:
+                parent = conn.execute(
+                    "SELECT conversation_id FROM messages WHERE id = ?", (parent_id,)
+                ).fetchone()
+                if parent is None or parent[0] != conversation_id:
+                    raise ConversationNotFound(
+                        f"message {parent_id} is not in chat {conversation_id} ({self.path})"
+                    )
+            if conn.execute("SELECT 1 FROM messages WHERE id = ?", (stored.id,)).fetchone():
+                raise HistoryError(f"a message with id {stored.id} already exists")
+            conn.execute(
+                "UPDATE messages SET active = 0"
+                " WHERE conversation_id = ? AND parent_id IS ? AND active = 1",
+                (conversation_id, parent_id),
+            )
+            self._insert_message(conn, conversation_id, stored)
+            count = int(
+                conn.execute(
+                    "SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND parent_id IS ?",
+                    (conversation_id, parent_id),
+                ).fetchone()[0]
+            )
+            title = chat[0] or (title_from(text) if role == "user" else "")
+            conn.execute(
+                "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?",
+                (_timestamp(now), title, conversation_id),
+            )
+        return stored.to_message(version=count, version_count=count)
+
+    def _insert_message(
+        self, conn: sqlite3.Connection, conversation_id: str, message: StoredMessage
+    ) -> None:
+        provenance = _provenance_columns(message.provenance) if message.provenance else (None,) * 9
+        conn.execute(
+            f"""
+            INSERT INTO messages (
+                id, conversation_id, parent_id, active, role, content, status,
+                created_at, updated_at, {_PROVENANCE_NAMES}
+            ) VALUES ({", ".join("?" * 18)})
+            """,  # noqa: S608 (constant column lists)
+            (
+                message.id,
+                conversation_id,
+                message.parent_id,
+                int(message.active),
+                message.role,
+                message.content,
+                message.status.value,
+                _timestamp(message.created),
+                _timestamp(message.updated),
+                *provenance,
+            ),
+        )
+
+    def _locate(self, conn: sqlite3.Connection, message_id: str) -> tuple[str, str | None]:
+        row = conn.execute(
+            "SELECT conversation_id, parent_id FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            raise ConversationNotFound(f"no message {message_id} in {self.path}")
+        return str(row[0]), row[1]
+
+    def _no_chat(self, conversation_id: str) -> ConversationNotFound:
+        return ConversationNotFound(f"no chat {conversation_id} in {self.path}")
+
+    def _info(self, conn: sqlite3.Connection, conversation_id: str) -> ConversationInfo:
+        row = conn.execute(_INFO_SELECT + " WHERE c.id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise self._no_chat(conversation_id)
+        return self._info_from_row(row)
+
+    def _info_from_row(self, row: Sequence[Any]) -> ConversationInfo:
+        chat_id = str(row[0])
+        return ConversationInfo(
+            id=chat_id,
+            title=row[1],
+            created=_parse_timestamp(row[2]),
+            updated=_parse_timestamp(row[3]),
+            message_count=int(row[4]),
+            profile=row[5],
+            system_prompt=row[6],
+            levers=self._decode(lambda: _levers_from(json.loads(row[7]), "levers"), chat_id),
+        )
+
+    def _load(self, conn: sqlite3.Connection, conversation_id: str) -> Conversation:
+        chat = conn.execute(
+            "SELECT title FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        if chat is None:
+            raise self._no_chat(conversation_id)
+        rows = conn.execute(_ACTIVE_PATH_SQL, {"conversation": conversation_id}).fetchall()
+        messages = tuple(
+            self._stored_from_row(row).to_message(version=row[17], version_count=row[18])
+            for row in rows
+        )
+        return Conversation(messages=messages, id=conversation_id, title=chat[0])
+
+    def _stored_from_row(self, row: Sequence[Any]) -> StoredMessage:
+        message_id = str(row[0])
+        return StoredMessage(
+            id=message_id,
+            parent_id=row[1],
+            active=bool(row[2]),
+            role=cast(Role, row[3]),
+            content=row[4],
+            status=self._decode(lambda: MessageStatus(row[5]), message_id),
+            created=_parse_timestamp(row[6]),
+            updated=_parse_timestamp(row[7]),
+            provenance=self._provenance_from_columns(row[8:17], message_id),
+        )
+
+    def _provenance_from_columns(
+        self, columns: Sequence[Any], message_id: str
+    ) -> ReplyProvenance | None:
+        model, profile, system_prompt, seed, stop_reason, error, levers, changes, stats = columns
+        if model is None:
+            return None
+        mapping = {
+            "model": model,
+            "profile": profile or "",
+            "system_prompt": system_prompt or "",
+            "seed": seed,
+            "stop_reason": stop_reason,
+            "error": error,
+        }
+        return self._decode(
+            lambda: provenance_from_mapping(
+                {
+                    **mapping,
+                    "levers": json.loads(levers or "{}"),
+                    "lever_changes": json.loads(changes or "[]"),
+                    "stats": json.loads(stats or "{}"),
+                }
+            ),
+            message_id,
+        )
+
+    def _decode(self, decode: Callable[[], _T], record_id: str) -> _T:
+        try:
+            return decode()
+        except ValueError as error:  # json.JSONDecodeError and LeverError are ValueErrors
+            raise HistoryError(
+                f"{self.path}: record {record_id} holds a value this leverchat cannot read "
+                f"({error})"
+            ) from error
+
+
+def _provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
+    return (
+        provenance.model,
+        provenance.profile,
+        provenance.system_prompt,
+        provenance.seed,
+        provenance.stop_reason.value if provenance.stop_reason else None,
+        provenance.error,
+        levers_to_json(provenance.levers),
+        json.dumps([lever_change_to_mapping(change) for change in provenance.lever_changes]),
+        json.dumps(stats_to_mapping(provenance.stats)),
+    )
+
+
+def _casefold(value: object) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
+
+
+def _snippet(content: str, needle: str, before: int = 30, width: int = 100) -> str:
+    """A one-line excerpt of ``content`` around the first match of ``needle``."""
+    at = content.lower().find(needle.lower())
+    start = max(at - before, 0) if at >= 0 else 0
+    excerpt = " ".join(content[start : start + width].split())
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + width < len(content) else ""
+    return prefix + excerpt + suffix
