@@ -1,0 +1,54 @@
+"""The `leverchat` command: the chat TUI by default, plus `ask`, `profiles` and `history`.
+
+Nothing here imports torch or Textual at module level: `leverchat --help` and the TUI's first
+frame must not wait for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from leverchat import __version__
+from leverchat.commands import ask, history_cmd, profiles_cmd
+from leverchat.commands.options import add_model_options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leverchat",
+        description="A terminal chat for local language models, with every inference lever "
+        "live. Without a sub-command it starts the chat.",
+    )
+    parser.add_argument("--version", action="version", version=f"leverchat {__version__}")
+    parser.add_argument("-p", "--profile", metavar="NAME", help="start with this persona profile")
+    parser.add_argument("--theme", metavar="NAME", help="use this theme (remembered)")
+    add_model_options(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    ask.register(subparsers)
+    profiles_cmd.register(subparsers)
+    history_cmd.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    try:
+        if handler is not None:
+            return int(handler(args))
+        from leverchat.ui.launch import run_tui
+
+        return int(run_tui(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `leverchat ... | head`: the reader went away; not an error worth a traceback.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
