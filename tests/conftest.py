@@ -34,3 +34,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_plain_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same kind of model without a chat template (instruction format)."""
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-plain"), chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_long_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model with a 4096-token context: a reply can stream long enough to be stopped
+    by hand (the 256-token one fills its context within a fraction of a second)."""
+    return build_tiny_model_dir(
+        tmp_path_factory.mktemp("tiny-long"), chat_template=True, max_position_embeddings=4096
+    )

@@ -1,0 +1,99 @@
+"""Which profile a chat uses, and whether what the panel shows differs from its saved form.
+
+No Textual here: the chat screen asks this object, and shows the answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from leverchat.levers import Levers
+from leverchat.profiles import LoadedProfile, Profile, ProfileError, ProfileStore
+
+FALLBACK_PROFILE = "default"
+
+
+class ProfileSession:
+    """The profile a chat started from (as saved), plus what is needed to save over it."""
+
+    def __init__(self, store: ProfileStore) -> None:
+        self.store = store
+        self.profile = Profile(FALLBACK_PROFILE)
+        self.fingerprint: str | None = None
+        self.on_disk = False  # False until loaded from a file or saved
+        self.problems: list[str] = []
+
+    def names(self) -> list[str]:
+        """Every loadable profile; broken files are remembered in ``problems``."""
+        names: list[str] = []
+        self.problems = []
+        try:
+            entries = self.store.list()
+        except OSError as error:  # an unreadable profiles folder must not stop the app
+            self.problems.append(f"cannot read the profiles in {self.store.directory}: {error}")
+            entries = []
+        for entry in entries:
+            if entry.error is not None:
+                self.problems.append(str(entry.error))
+            else:
+                names.append(entry.name)
+        if not self.on_disk and self.profile.name not in names:
+            names.insert(0, self.profile.name)
+        return names
+
+    def start(self, name: str | None) -> str | None:
+        """Load the starting profile (``name``, else "default" if it exists). Returns a problem
+        to show when ``name`` could not be loaded (the fallback is used then)."""
+        wanted = name if name is not None else FALLBACK_PROFILE
+        try:
+            self.switch(wanted)
+        except (ProfileError, OSError) as error:
+            if name is None:
+                return None  # no "default" profile on disk: the built-in fallback is fine
+            return f"could not load profile '{name}': {error}"
+        return None
+
+    def switch(self, name: str) -> Profile:
+        """Make ``name`` the chat's profile. Raises ProfileError (not found, broken file) or
+        OSError (unreadable folder)."""
+        if name == self.profile.name and not self.on_disk and not self.store.exists(name):
+            return self.profile
+        self._take(self.store.load(name))
+        return self.profile
+
+    def reload(self) -> Profile:
+        """Read the current profile again from disk (after a save conflict)."""
+        self._take(self.store.load(self.profile.name))
+        return self.profile
+
+    def is_modified(self, system_prompt: str, levers: Levers) -> bool:
+        return system_prompt != self.profile.system_prompt or levers != self.profile.levers
+
+    def edited(self, system_prompt: str, levers: Levers) -> Profile:
+        return replace(self.profile, system_prompt=system_prompt, levers=levers)
+
+    def save(self, system_prompt: str, levers: Levers) -> Profile:
+        """Save over the current profile. Raises ProfileConflictError when its file changed on
+        disk since it was loaded, ProfileError when it cannot be written."""
+        saved = self.store.save(
+            self.edited(system_prompt, levers), expected_fingerprint=self.fingerprint
+        )
+        self._take(saved)
+        return self.profile
+
+    def save_as(self, name: str, system_prompt: str, levers: Levers) -> Profile:
+        """Save as a new profile and make it current. Raises ProfileError (bad or taken name)."""
+        profile = replace(self.edited(system_prompt, levers), name=name)
+        self._take(self.store.save_as(profile))
+        return self.profile
+
+    def suggest_new_name(self) -> str:
+        try:
+            return self.store.unique_name(self.profile.name)
+        except ProfileError:
+            return self.profile.name
+
+    def _take(self, loaded: LoadedProfile) -> None:
+        self.profile = loaded.profile
+        self.fingerprint = loaded.fingerprint
+        self.on_disk = True

@@ -1,0 +1,690 @@
+"""The main screen: transcript, prompt, lever panel and status line, and the reply lifecycle.
+
+Threading: the engine calls back on its own thread. The chunk callback only appends to a
+locked buffer (no message per token); a timer on the UI thread drains it every 75 ms into the
+streaming Markdown. The future's done-callback posts one ``ReplyFinished`` message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Vertical
+from textual.events import Resize
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Markdown
+
+from leverchat.chat import Conversation, MessageStatus, ReplyProvenance, new_id
+from leverchat.engine.types import (
+    ChatEngine,
+    GenerationRequest,
+    GenerationResult,
+    LoadProgress,
+    ModelInfo,
+    ModelSpec,
+    Stats,
+    StopReason,
+)
+from leverchat.levers import Levers, LiveLevers
+from leverchat.profiles import ProfileConflictError, ProfileError
+from leverchat.ui._safe import one_line
+from leverchat.ui.keymap import binding
+from leverchat.ui.messages import (
+    LoadProgressed,
+    ModelLoaded,
+    ModelLoadFailed,
+    ReplyFinished,
+)
+from leverchat.ui.profile_session import ProfileSession
+from leverchat.ui.replies import (
+    ChunkBuffer,
+    FreshSeed,
+    ReplySettings,
+    code_blocks,
+    describe_changes,
+)
+from leverchat.ui.widgets.chat_view import ChatView
+from leverchat.ui.widgets.lever_field import LeverField
+from leverchat.ui.widgets.lever_panel import LeverPanel
+from leverchat.ui.widgets.messages_view import ChangeMarker, Notice, ReplyView, UserMessage
+from leverchat.ui.widgets.prompt_input import PromptInput
+from leverchat.ui.widgets.status_line import StatusLine, StatusState
+
+FLUSH_INTERVAL_S = 0.075  # 50-100 ms batches: per-token Markdown writes cost a core quarter
+WIDE_LAYOUT_COLUMNS = 100  # from this width the panel shows beside the chat by default
+BOTTOM_BAR_ROWS = 2  # the status line and the footer
+
+
+@dataclass
+class _Reply:
+    reply_id: str
+    view: ReplyView
+    settings: ReplySettings
+    new_seed: bool = False
+    request: GenerationRequest | None = None
+    buffer: ChunkBuffer = field(default_factory=ChunkBuffer)
+    future: Future[GenerationResult] | None = None
+
+
+class ChatScreen(Screen[None]):
+    """One chat with one model. Holds the conversation (in memory) and its live levers."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        binding("stop", "stop"),
+        binding("toggle_panel", "toggle_panel"),
+        binding("save_profile", "save_profile"),
+        binding("regenerate", "regenerate"),
+        binding("edit_last", "edit_last", show=False),
+        binding("copy_reply", "copy_reply", show=False),
+        binding("provenance", "provenance", show=False),
+        binding("new_chat", "new_chat", show=False),
+        binding("focus_panel", "focus_panel", show=False),
+        binding("scroll_up", "scroll_chat(-1)", show=False, priority=True),
+        binding("scroll_down", "scroll_chat(1)", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        engine: ChatEngine,
+        model_spec: ModelSpec,
+        profiles: ProfileSession,
+        *,
+        profile_problem: str | None = None,
+    ) -> None:
+        super().__init__(id="chat-screen")
+        self.engine = engine
+        self.model_spec = model_spec
+        self.profiles = profiles
+        self.conversation = Conversation()
+        self.live_levers = LiveLevers(profiles.profile.levers)
+        self.system_prompt = profiles.profile.system_prompt
+        self.model_info: ModelInfo | None = None
+        self.load_error: str | None = None
+        self.load_status: str | None = "Starting the model…"
+        self.last_result: GenerationResult | None = None
+        self._reply: _Reply | None = None
+        self._last_settings: ReplySettings | None = None
+        self._flush_timer: Timer | None = None
+        # The flush timer runs its callback in its own task, concurrently with this screen's
+        # handlers: this lock keeps reply widget updates in order.
+        self._view_lock = asyncio.Lock()
+        self._panel_chosen: bool | None = None  # None: follow the terminal width
+        self._startup_problem = profile_problem
+        self._load_generation = 0
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="chat-column"):
+            yield ChatView(id="chat")
+            yield PromptInput(id="prompt")
+        yield LeverPanel(
+            self.live_levers.get(),
+            self.system_prompt,
+            self.profiles.names(),
+            self.profiles.profile.name,
+            id="panel",
+        )
+        with Vertical(id="bottom-bar"):
+            yield StatusLine(id="status")
+            yield Footer()
+
+    def on_mount(self) -> None:
+        self._flush_timer = self.set_interval(FLUSH_INTERVAL_S, self._flush, pause=True)
+        self._refresh_profile_list()
+        self._apply_layout(self.app.size.width, self.app.size.height)
+        self.query_one(PromptInput).focus()
+        self._refresh_status()
+        if self._startup_problem:
+            self.notify(self._startup_problem, severity="warning", markup=False, timeout=10)
+        for problem in self.profiles.problems:
+            self.notify(problem, severity="warning", markup=False, timeout=10)
+        self.load_model(self.model_spec)
+
+    def on_resize(self, event: Resize) -> None:
+        self._apply_layout(event.size.width, event.size.height)
+
+    def _apply_layout(self, width: int, height: int | None = None) -> None:
+        wide = width >= WIDE_LAYOUT_COLUMNS
+        self.set_class(not wide, "-narrow")
+        panel = self.query_one(LeverPanel)
+        panel.display = self._panel_chosen if self._panel_chosen is not None else wide
+        # Over the chat (narrow), the panel stops above the status line and the footer.
+        rows = height if height is not None else self.app.size.height
+        panel.styles.height = "1fr" if wide else max(rows - BOTTOM_BAR_ROWS, 3)
+
+    @property
+    def chat(self) -> ChatView:
+        return self.query_one(ChatView)
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    @property
+    def panel(self) -> LeverPanel:
+        return self.query_one(LeverPanel)
+
+    @property
+    def streaming(self) -> bool:
+        return self._reply is not None
+
+    # -- the model -------------------------------------------------------------------------
+
+    def load_model(self, spec: ModelSpec) -> None:
+        """Load ``spec`` in the background; the app stays usable meanwhile."""
+        self.model_spec = spec
+        self.model_info = None
+        self.load_error = None
+        self.load_status = "Loading the model…"
+        self._load_generation += 1
+        generation = self._load_generation
+        self._refresh_status()
+
+        def progress(step: LoadProgress) -> None:
+            self.post_message(LoadProgressed(step))
+
+        def done(future: Future[ModelInfo]) -> None:
+            if generation != self._load_generation:
+                return  # a newer load replaced this one
+            error = future.exception()
+            if error is None:
+                self.post_message(ModelLoaded(future.result()))
+            else:
+                self.post_message(ModelLoadFailed(str(error) or type(error).__name__))
+
+        self.engine.load(spec, progress).add_done_callback(done)
+
+    @on(LoadProgressed)
+    def _on_load_progress(self, message: LoadProgressed) -> None:
+        if self.model_info is None and self.load_error is None:
+            step = message.progress
+            percent = f" {step.fraction:.0%}" if step.fraction is not None else ""
+            self.load_status = f"{step.message}{percent}"
+            self._refresh_status()
+
+    @on(ModelLoaded)
+    def _on_model_loaded(self, message: ModelLoaded) -> None:
+        self.model_info = message.info
+        self.load_status = None
+        self._refresh_status()
+        if self._reply is not None and self._reply.future is None:
+            self._launch(self._reply)
+
+    @on(ModelLoadFailed)
+    async def _on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        self.load_status = None
+        self.load_error = message.error
+        self._refresh_status()
+        await self.chat.add(
+            Notice(
+                f"The model did not load: {message.error}. Load another one from the command "
+                'palette (Ctrl+P, "Load model"), or quit with Ctrl+Q.',
+                error=True,
+            )
+        )
+        if self._reply is not None and self._reply.future is None:
+            await self._end_reply(
+                self._reply, None, MessageStatus.FAILED, f"no model: {message.error}"
+            )
+
+    # -- sending and streaming ---------------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    async def _on_prompt_submitted(self, message: PromptInput.Submitted) -> None:
+        await self.send(message.text)
+
+    async def send(self, text: str) -> bool:
+        """Send ``text`` as the user's next message. Refused (text kept) while a reply runs."""
+        if self._reply is not None:
+            self.notify(
+                "A reply is still being written: press Escape to stop it, then send.",
+                severity="warning",
+            )
+            return False
+        self.prompt.clear_prompt()
+        await self._mark_changes()
+        self.conversation = self.conversation.with_user(text)
+        await self.chat.add(UserMessage(self.conversation.messages[-1].id, text))
+        await self._start_reply(new_seed=False)
+        return True
+
+    def _settings(self) -> ReplySettings:
+        # A value typed in the panel but not confirmed with Enter still counts when sending.
+        committed = self.panel.commit_pending()
+        if committed:
+            self.live_levers.set(Levers.from_mapping(committed, base=self.live_levers.get()))
+        return ReplySettings(self.profiles.profile.name, self.system_prompt, self.live_levers.get())
+
+    async def _mark_changes(self) -> None:
+        settings = self._settings()
+        if self._last_settings is not None:
+            description = describe_changes(self._last_settings, settings)
+            if description is not None:
+                await self.chat.add(ChangeMarker(description))
+        self._last_settings = settings
+
+    async def _start_reply(self, *, new_seed: bool) -> None:
+        reply_id = new_id()
+        waiting = self.model_info is None and self.load_error is None
+        view = ReplyView(reply_id, waiting=waiting)
+        reply = _Reply(reply_id, view, self._settings(), new_seed=new_seed)
+        self._reply = reply
+        self.conversation = self.conversation.with_reply(
+            "", status=MessageStatus.STREAMING, message_id=reply_id
+        )
+        self.chat.follow()
+        await self.chat.add(view)
+        self._refresh_status()
+        if self.model_info is not None:
+            self._launch(reply)
+        elif self.load_error is not None:
+            await self._end_reply(
+                reply, None, MessageStatus.FAILED, f"no model is loaded: {self.load_error}"
+            )
+
+    def _launch(self, reply: _Reply) -> None:
+        """Hand the conversation to the engine (the model is ready)."""
+        reply.view.set_waiting(False)
+        messages = self.conversation.without_last_reply().to_chat_messages(self.system_prompt)
+        fixed_seed = self.live_levers.get().seed
+        source: LiveLevers | FreshSeed = self.live_levers
+        if reply.new_seed and fixed_seed is not None:
+            seed = random.randrange(2**31)  # noqa: S311 - a sampling seed, not a secret
+            source = FreshSeed(self.live_levers, seed)
+        request = GenerationRequest(
+            messages, levers=source, prompt_format=self.profiles.profile.prompt_format
+        )
+        reply.request = request
+        reply_id = reply.reply_id
+
+        def done(future: Future[GenerationResult]) -> None:
+            error = future.exception()
+            if error is not None:
+                self.post_message(ReplyFinished(reply_id, None, str(error) or repr(error)))
+            else:
+                self.post_message(ReplyFinished(reply_id, future.result()))
+
+        reply.future = self.engine.generate(request, reply.buffer.append)
+        if self._flush_timer is not None:
+            self._flush_timer.resume()
+        reply.future.add_done_callback(done)
+
+    async def _flush(self) -> None:
+        async with self._view_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        reply = self._reply
+        if reply is None:
+            return
+        text = reply.buffer.drain()
+        if text:
+            await reply.view.append(text)
+
+    @on(ReplyFinished)
+    async def _on_reply_finished(self, message: ReplyFinished) -> None:
+        async with self._view_lock:
+            await self._finish_reply(message)
+
+    async def _finish_reply(self, message: ReplyFinished) -> None:
+        reply = self._reply
+        if reply is None or reply.reply_id != message.reply_id:
+            return
+        await self._flush_locked()
+        result = message.result
+        if result is None:
+            await self._end_reply(reply, None, MessageStatus.FAILED, message.error or "")
+            return
+        if result.stop_reason is StopReason.ERROR:
+            status, detail = MessageStatus.FAILED, result.error or "the engine failed"
+        elif result.stop_reason is StopReason.CANCELLED:
+            status, detail = MessageStatus.STOPPED, ""
+        else:
+            status, detail = MessageStatus.COMPLETE, ""
+        if result.text and result.text != reply.view.text:
+            await reply.view.set_text(result.text)
+        await self._end_reply(reply, result, status, detail)
+        if result.stats.trimmed_messages:
+            await self.chat.add(
+                Notice(
+                    f"The {result.stats.trimmed_messages} oldest messages no longer fit the "
+                    "context window: the model did not see them (the system prompt was kept)."
+                )
+            )
+
+    async def _end_reply(
+        self,
+        reply: _Reply,
+        result: GenerationResult | None,
+        status: MessageStatus,
+        detail: str,
+    ) -> None:
+        self._reply = None
+        if self._flush_timer is not None:
+            self._flush_timer.pause()
+        text = reply.view.text
+        provenance = ReplyProvenance(
+            model=self.model_info.name if self.model_info else "",
+            profile=reply.settings.profile,
+            system_prompt=reply.settings.system_prompt,
+            levers=result.levers if result else reply.settings.levers,
+            seed=result.seed if result else None,
+            lever_changes=result.lever_changes if result else (),
+            stats=result.stats if result else Stats(),
+            stop_reason=result.stop_reason if result else StopReason.ERROR,
+            error=detail or (result.error if result else None),
+        )
+        self.conversation = self.conversation.with_reply(
+            text, status=status, provenance=provenance, message_id=reply.reply_id
+        )
+        if result is not None:
+            self.last_result = result
+        await reply.view.finish(status, detail)
+        self._refresh_status()
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            # Escape closes the palette, a select list or a dialog first; here it stops a
+            # reply, or brings the focus back to the prompt.
+            focused = self.focused
+            return self._reply is not None or focused is not self.prompt
+        return True
+
+    def cancel_reply(self) -> None:
+        """Stop the streaming reply, if any (quit, SIGTERM, SIGHUP)."""
+        reply = self._reply
+        if reply is not None and reply.request is not None:
+            reply.request.cancel.set()
+
+    def on_unmount(self) -> None:
+        self.cancel_reply()
+
+    async def action_stop(self) -> None:
+        reply = self._reply
+        if reply is None:
+            # Back to the prompt; a panel opened over a narrow chat closes on the way.
+            panel = self.panel
+            if self.has_class("-narrow") and panel.display and panel.has_focus_within:
+                self._panel_chosen = False
+                panel.display = False
+            self.prompt.focus()
+            return
+        if reply.request is not None:
+            reply.request.cancel.set()  # the engine stops within one token
+        else:
+            await self._end_reply(reply, None, MessageStatus.STOPPED, "")
+
+    def action_toggle_panel(self) -> None:
+        panel = self.panel
+        self._panel_chosen = not panel.display
+        panel.display = self._panel_chosen
+        if panel.display and self.has_class("-narrow"):
+            self.panel.focus_first()
+        elif not panel.display and panel.has_focus_within:
+            self.prompt.focus()
+
+    def action_focus_panel(self) -> None:
+        if not self.panel.display:
+            self._panel_chosen = True
+            self.panel.display = True
+        self.panel.focus_first()
+
+    def action_scroll_chat(self, direction: int) -> None:
+        if direction < 0:
+            self.chat.scroll_page_up()
+        else:
+            self.chat.scroll_page_down()
+
+    async def action_new_chat(self) -> None:
+        if self._reply is not None and self._reply.request is not None:
+            self._reply.request.cancel.set()
+        self._reply = None
+        if self._flush_timer is not None:
+            self._flush_timer.pause()
+        self.conversation = Conversation()
+        self._last_settings = None
+        self.last_result = None
+        async with self._view_lock:
+            await self.chat.clear()
+        self._refresh_status()
+        self.prompt.focus()
+
+    async def action_regenerate(self) -> None:
+        if self._reply is not None:
+            self.notify("A reply is still being written: stop it first (Escape).")
+            return
+        last = self.conversation.messages[-1] if self.conversation.messages else None
+        if last is None or last.role != "assistant":
+            self.notify("There is no reply to regenerate yet.")
+            return
+        view = self.chat.reply(last.id)
+        self.conversation = self.conversation.without_last_reply()
+        if view is not None:
+            await self.chat.remove_from(view)
+        await self._mark_changes()
+        await self._start_reply(new_seed=True)
+
+    async def action_edit_last(self) -> None:
+        if self._reply is not None:
+            self.notify("A reply is still being written: stop it first (Escape).")
+            return
+        before = self.conversation
+        conversation, text = before.without_last_exchange()
+        if text is None:
+            self.notify("There is no message to edit yet.")
+            return
+        removed_id = before.messages[len(conversation.messages)].id
+        widget = self.chat.user_message(removed_id)
+        if widget is not None:
+            await self.chat.remove_from(widget)
+        self.conversation = conversation
+        if self.prompt.text.strip():
+            self.prompt.remember(self.prompt.text)  # what was being typed stays recallable
+        self.prompt.load_text(text)
+        self.prompt.move_cursor(self.prompt.document.end)
+        self.prompt.focus()
+
+    def action_copy_reply(self) -> None:
+        last = self.conversation.last_reply
+        if last is None or not last.content:
+            self.notify("There is no reply to copy yet.")
+            return
+        self.copy_text(last.content, "the last reply")
+
+    def copy_text(self, text: str, what: str) -> None:
+        # App.copy_to_clipboard writes OSC 52 (base64, so nothing in the text can escape it).
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied {what} ({len(text)} characters) to the clipboard.", markup=False)
+
+    def copy_code_block(self, index: int) -> None:
+        last = self.conversation.last_reply
+        blocks = code_blocks(last.content) if last is not None else []
+        if not 0 <= index < len(blocks):
+            self.notify("The last reply has no such code block.")
+            return
+        self.copy_text(blocks[index], f"code block {index + 1}")
+
+    def action_provenance(self) -> None:
+        last = self.conversation.last_reply
+        if last is None or last.provenance is None:
+            self.notify("There is no finished reply to explain yet.")
+            return
+        self.show_provenance(last.id)
+
+    def show_provenance(self, message_id: str) -> None:
+        from leverchat.ui.screens.provenance import ProvenanceScreen
+
+        for message in self.conversation.messages:
+            if message.id == message_id and message.provenance is not None:
+                self.app.push_screen(ProvenanceScreen(message.provenance))
+                return
+        self.notify("This reply is still being written.")
+
+    @on(ReplyView.Action)
+    def _on_reply_action(self, message: ReplyView.Action) -> None:
+        if message.action == "copy":
+            if message.reply.text:
+                self.copy_text(message.reply.text, "the reply")
+        elif message.action == "provenance":
+            self.show_provenance(message.reply.reply_id)
+
+    @on(Markdown.LinkClicked)
+    def _on_link_clicked(self, message: Markdown.LinkClicked) -> None:
+        # Links are never opened by a click: over SSH that would open a browser on the host.
+        message.stop()
+        self.app.copy_to_clipboard(message.href)
+        self.notify(
+            f"Link not opened; copied to the clipboard: {one_line(message.href, 200)}",
+            markup=False,
+        )
+
+    # -- the panel -------------------------------------------------------------------------
+
+    @on(LeverField.Edited)
+    def _on_lever_edited(self, message: LeverField.Edited) -> None:
+        # Applies live: the engine reads the levers at every token.
+        self.live_levers.set(self.live_levers.get().with_value(message.name, message.value))
+        self._refresh_status()
+
+    @on(LeverPanel.SystemPromptEdited)
+    def _on_system_prompt_edited(self, message: LeverPanel.SystemPromptEdited) -> None:
+        self.system_prompt = message.text
+        self._refresh_status()
+
+    @on(LeverPanel.ProfileChosen)
+    def _on_profile_chosen(self, message: LeverPanel.ProfileChosen) -> None:
+        if message.name != self.profiles.profile.name:
+            self.switch_profile(message.name)
+
+    @on(LeverPanel.ProfileAction)
+    async def _on_profile_action(self, message: LeverPanel.ProfileAction) -> None:
+        if message.action == "save":
+            self.action_save_profile()
+        elif message.action == "save_as":
+            self.action_save_profile_as()
+        elif message.action == "revert":
+            self.action_revert_profile()
+
+    def switch_profile(self, name: str) -> None:
+        dropped = self.modified
+        previous = self.profiles.profile.name
+        try:
+            profile = self.profiles.switch(name)
+        except (ProfileError, OSError) as error:
+            self.notify(f"Could not switch profile: {error}", severity="error", markup=False)
+            self._refresh_profile_list()
+            return
+        self._show_profile_values()
+        note = f"Profile: {one_line(profile.name, 40)}."
+        if dropped:
+            note += f" Unsaved edits to {one_line(previous, 40)} were dropped."
+        self.notify(note, markup=False, timeout=4 if dropped else 2)
+
+    def _show_profile_values(self) -> None:
+        profile = self.profiles.profile
+        self.live_levers.set(profile.levers)
+        self.system_prompt = profile.system_prompt
+        self.panel.show_levers(profile.levers)
+        self.panel.show_system_prompt(profile.system_prompt)
+        self._refresh_profile_list()
+
+    def action_save_profile(self) -> None:
+        try:
+            profile = self.profiles.save(self.system_prompt, self.live_levers.get())
+        except ProfileConflictError as error:
+            self._resolve_conflict(str(error))
+            return
+        except (ProfileError, OSError) as error:
+            self.notify(f"Not saved: {error}", severity="error", markup=False)
+            return
+        self.notify(f"Saved profile {one_line(profile.name, 40)}.", markup=False)
+        self._refresh_profile_list()
+
+    def action_save_profile_as(self) -> None:
+        from leverchat.ui.screens.save_as import SaveAsScreen
+
+        def attempt(name: str) -> str | None:
+            try:
+                self.profiles.save_as(name, self.system_prompt, self.live_levers.get())
+            except ProfileError as error:
+                return error.message
+            except OSError as error:
+                return f"cannot write the profile: {error}"
+            return None
+
+        def saved(name: str | None) -> None:
+            if name is not None:
+                self.notify(
+                    f"Saved as profile {one_line(self.profiles.profile.name, 40)}.", markup=False
+                )
+                self._refresh_profile_list()
+
+        self.app.push_screen(SaveAsScreen(self.profiles.suggest_new_name(), attempt), saved)
+
+    def action_revert_profile(self) -> None:
+        self._show_profile_values()
+        self.notify("Reverted to the saved profile.", timeout=2)
+
+    def _resolve_conflict(self, detail: str) -> None:
+        from leverchat.ui.screens.conflict import ConflictScreen
+
+        def chosen(choice: str | None) -> None:
+            if choice == "reload":
+                try:
+                    self.profiles.reload()
+                except (ProfileError, OSError) as error:
+                    self.notify(f"Could not reload: {error}", severity="error", markup=False)
+                    return
+                self._show_profile_values()
+                self.notify("Reloaded the profile from disk; your edits were dropped.")
+            elif choice == "save_as":
+                self.action_save_profile_as()
+
+        self.app.push_screen(ConflictScreen(self.profiles.profile.name, detail), chosen)
+
+    def _refresh_profile_list(self) -> None:
+        self.panel.show_profiles(self.profiles.names(), self.profiles.profile.name)
+        self._refresh_status()
+
+    # -- status ----------------------------------------------------------------------------
+
+    @property
+    def modified(self) -> bool:
+        return self.profiles.is_modified(self.system_prompt, self.live_levers.get())
+
+    def _refresh_status(self) -> None:
+        info = self.model_info
+        modified = self.modified
+        state = StatusState(
+            model=info.name if info else (self.model_spec.source or "bundled model"),
+            device=info.device if info else "",
+            loading=self.load_status,
+            load_failed=self.load_error is not None,
+            profile=self.profiles.profile.name,
+            modified=modified,
+            streaming=self._reply is not None,
+            last=self.last_result,
+        )
+        self.query_one(StatusLine).show(state)
+        self.panel.show_profile_state(
+            "modified: not saved yet" if modified else "saved", modified=modified
+        )
+
+    @work(exclusive=True, group="load-model")
+    async def ask_model_path(self) -> None:
+        from leverchat.ui.screens.load_model import LoadModelScreen
+
+        source = await self.app.push_screen_wait(LoadModelScreen(self.model_spec.source or ""))
+        if source is not None:
+            self.load_model(replace(self.model_spec, source=source or None))

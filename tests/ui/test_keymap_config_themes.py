@@ -1,0 +1,168 @@
+"""Key bindings by id, the keymap in the config file, themes from TOML, the remembered theme."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import REPO, chat_screen
+from leverchat import paths
+from leverchat.tomlio import read_toml
+from leverchat.ui.config import load_config, remember_theme
+from leverchat.ui.keymap import KEYS, KEYS_BY_ID, key_problem, parse_keymap
+from leverchat.ui.screens.help import HelpScreen
+from leverchat.ui.themes import load_themes
+from leverchat.ui.widgets.lever_panel import LeverPanel
+
+
+def write_config(text: str) -> Path:
+    path = paths.config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_binding_of_every_widget_has_a_registered_id():
+    from leverchat.ui.app import LeverChatApp
+    from leverchat.ui.screens.chat import ChatScreen
+    from leverchat.ui.widgets.lever_field import LeverInput
+    from leverchat.ui.widgets.messages_view import ReplyView
+    from leverchat.ui.widgets.prompt_input import PromptInput
+
+    for owner in (LeverChatApp, ChatScreen, PromptInput, LeverInput, ReplyView):
+        for item in owner.BINDINGS:
+            assert item.id in KEYS_BY_ID, (owner.__name__, item)
+    assert len({spec.id for spec in KEYS}) == len(KEYS)
+
+
+def test_key_names_are_checked():
+    assert key_problem("f3") is None
+    assert key_problem("ctrl+g,f5") is None
+    assert key_problem("ctrl++") is None
+    assert "not a modifier" in key_problem("crtl+g")
+    assert "not a key name" in key_problem("ctrl+nope")
+    assert key_problem(" ") == "no key given"
+
+
+def test_bad_keymap_entries_are_reported_and_ignored():
+    keymap, problems = parse_keymap(
+        {"toggle_panel": "f3", "togle_panel": "f4", "help": 5, "quit": "crtl+x"}, "cfg.toml"
+    )
+    assert keymap == {"toggle_panel": "f3"}
+    assert len(problems) == 3
+    assert "did you mean 'toggle_panel'?" in problems[0]
+    assert "help must be a string" in problems[1]
+    assert "crtl" in problems[2] and "ignored" in problems[2]
+
+
+async def test_the_keymap_in_the_config_file_rebinds_a_key(make_app):
+    write_config('[keymap]\ntoggle_panel = "f4"\nnot_a_binding = "f5"\n')
+    app = make_app(config=load_config())
+    async with app.run_test(size=(120, 30)) as pilot:
+        panel = app.screen.query_one(LeverPanel)
+        assert panel.display
+        await pilot.press("f2")
+        assert panel.display  # f2 no longer toggles
+        await pilot.press("f4")
+        assert not panel.display
+        assert any("not_a_binding" in str(n.message) for n in app._notifications)
+
+
+async def test_a_broken_config_file_is_reported_and_the_app_starts(make_app):
+    path = write_config('theme = "leverchat-light\n')
+    app = make_app(config=load_config())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.theme == "leverchat-dark"
+        assert any(str(path) in str(n.message) for n in app._notifications)
+        app.theme = "leverchat-light"  # a theme change never overwrites a file it cannot read
+        await pilot.pause()
+    assert path.read_text(encoding="utf-8") == 'theme = "leverchat-light\n'
+
+
+async def test_f1_shows_every_binding_with_its_id_and_current_keys(make_app):
+    write_config('[keymap]\nregenerate = "f9"\n')
+    app = make_app(config=load_config())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-keys").render())
+        for spec in KEYS:
+            assert spec.id in text
+        assert "f9" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+def test_the_builtin_themes_load(tmp_path):
+    themes = load_themes([REPO / "themes"])
+    assert themes.problems == ()
+    names = {theme.name: theme for theme in themes.themes}
+    assert {"leverchat-dark", "leverchat-light", "leverchat-high-contrast"} <= set(names)
+    assert not names["leverchat-light"].dark
+    assert paths.builtin_themes_dir().resolve() == (REPO / "themes").resolve()
+
+
+def test_a_bad_theme_file_is_reported_and_skipped(tmp_path):
+    (tmp_path / "good.toml").write_text('[colors]\nprimary = "#123456"\n', encoding="utf-8")
+    (tmp_path / "bad-colour.toml").write_text('[colors]\nprimary = "#12345z"\n', encoding="utf-8")
+    (tmp_path / "junk.toml").write_bytes(b"\xff\xfe[[[")
+    (tmp_path / "typo.toml").write_text('[colors]\nprimray = "#123456"\n', encoding="utf-8")
+    (tmp_path / "markup.toml").write_text(
+        'name = "[/]x"\n[colors]\nprimary = "#123456"\n', encoding="utf-8"
+    )
+    themes = load_themes([tmp_path])
+    assert [theme.name for theme in themes.themes] == ["good"]
+    assert len(themes.problems) == 4
+    joined = "\n".join(themes.problems)
+    assert "bad-colour.toml" in joined and "'#12345z' is not a colour" in joined
+    assert "junk.toml" in joined
+    assert "primray" in joined
+    assert "name must be letters" in joined
+
+
+async def test_a_user_theme_is_offered_and_the_chosen_theme_is_remembered(make_app):
+    user_themes = paths.user_themes_dir()
+    user_themes.mkdir(parents=True)
+    (user_themes / "mine.toml").write_text(
+        'name = "mine"\ndark = false\n[colors]\nprimary = "#aa0000"\n', encoding="utf-8"
+    )
+    (user_themes / "broken.toml").write_text('[colors]\nprimary = "red-ish"\n', encoding="utf-8")
+    app = make_app(themes=load_themes([REPO / "themes", user_themes]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert "mine" in app.available_themes
+        assert any("broken.toml" in str(n.message) for n in app._notifications)
+        app.theme = "mine"
+        await pilot.pause()
+    assert read_toml(paths.config_file())["theme"] == "mine"
+    app = make_app(config=load_config(), themes=load_themes([REPO / "themes", user_themes]))
+    async with app.run_test(size=(100, 30)):
+        assert app.theme == "mine"
+
+
+async def test_an_unknown_theme_falls_back_to_the_default(make_app):
+    app = make_app(theme="no-such-theme")
+    async with app.run_test(size=(100, 30)):
+        assert app.theme == "leverchat-dark"
+        assert any("no-such-theme" in str(n.message) for n in app._notifications)
+
+
+def test_remember_theme_keeps_the_other_settings():
+    path = write_config('[keymap]\nhelp = "f10"\n')
+    assert remember_theme(load_config(), "leverchat-light") is None
+    data = read_toml(path)
+    assert data == {"keymap": {"help": "f10"}, "theme": "leverchat-light"}
+
+
+async def test_the_chat_screen_is_the_default(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 30)):
+        chat_screen(app)
+
+
+async def test_a_theme_given_on_the_command_line_is_remembered(make_app):
+    app = make_app(theme="leverchat-high-contrast")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.theme == "leverchat-high-contrast"
+    assert read_toml(paths.config_file())["theme"] == "leverchat-high-contrast"
