@@ -38,8 +38,11 @@ def tiny_plain_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_long_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model with a 4096-token context: a reply can stream long enough to be stopped
-    by hand (the 256-token one fills its context within a fraction of a second)."""
+    """A tiny model with a 4096-token context that (almost) never ends a reply by itself: a
+    reply streams long enough to be stopped by hand."""
     return build_tiny_model_dir(
-        tmp_path_factory.mktemp("tiny-long"), chat_template=True, max_position_embeddings=4096
+        tmp_path_factory.mktemp("tiny-long"),
+        chat_template=True,
+        max_position_embeddings=4096,
+        rarely_ends=True,
     )

@@ -63,8 +63,15 @@ def build_tiny_model_dir(
     hidden_size: int = 32,
     layers: int = 2,
     max_position_embeddings: int = 256,
+    rarely_ends: bool = False,
 ) -> Path:
-    """Write a tiny random Llama model + tokenizer to ``path`` and return it."""
+    """Write a tiny random Llama model + tokenizer to ``path`` and return it.
+
+    ``rarely_ends`` makes the end-of-turn token's logit exactly 0 while the others spread over
+    tens: replies then run until max_new_tokens or the context fills, whatever the numerics
+    (which differ with torch's thread setup, so a test cannot rely on where a random model
+    happens to stop).
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -84,13 +91,16 @@ def build_tiny_model_dir(
         eos_token_id=eos_id,
         pad_token_id=pad_id,
         bos_token_id=None,
-        tie_word_embeddings=True,
+        tie_word_embeddings=not rarely_ends,
         # A wide init makes the logits peaked, so greedy choices are not near-ties and
         # equal computations give equal tokens, as with a trained model.
         initializer_range=0.5,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
+    if rarely_ends:
+        with torch.no_grad():
+            model.lm_head.weight[eos_id].zero_()
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)

@@ -24,6 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"leverchat {__version__}")
     parser.add_argument("-p", "--profile", metavar="NAME", help="start with this persona profile")
     parser.add_argument("--theme", metavar="NAME", help="use this theme (remembered)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_chat",
+        action="store_true",
+        help="resume the most recent chat (its profile, system prompt and levers too)",
+    )
+    resume.add_argument(
+        "--chat",
+        metavar="ID",
+        help="resume the chat with this id (the first characters are enough; "
+        "see `leverchat history list`)",
+    )
     add_model_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     ask.register(subparsers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -345,6 +346,12 @@ class Levers:
     @property
     def is_greedy(self) -> bool:
         return self.temperature == 0.0
+
+
+def random_seed() -> int:
+    """A fresh seed for a reply whose seed lever is unset. 32 bits: short enough to read out
+    and type back in, plenty for chat."""
+    return secrets.randbits(32)
 
 
 class LiveLevers:

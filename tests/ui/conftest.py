@@ -40,6 +40,18 @@ top_p = 0.9
 """
 
 
+@pytest.fixture(autouse=True)
+def predictable_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app picks a reply's seed when the seed lever is unset: 1234, 1235, ... in tests, so
+    screens and snapshots do not change from run to run."""
+    import itertools
+
+    import leverchat.ui.screens.chat as chat_module
+
+    seeds = itertools.count(1234)
+    monkeypatch.setattr(chat_module, "random_seed", lambda: next(seeds))
+
+
 @pytest.fixture
 def builtin_profiles(tmp_path: Path) -> Path:
     folder = tmp_path / "builtin_profiles"
@@ -98,6 +110,7 @@ async def send(pilot: Any, text: str) -> None:
     """Type ``text`` into the prompt and press Enter."""
     screen = chat_screen(pilot.app)
     screen.prompt.focus()
+    await pilot.pause()  # let the focus land before the key goes to the focused widget
     screen.prompt.insert(text)
     await pilot.press("enter")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from leverchat.engine.types import (
     Stats,
     StopReason,
 )
+from leverchat.levers import random_seed
 
 if TYPE_CHECKING:
     import torch
@@ -36,11 +36,6 @@ log = logging.getLogger(__name__)
 
 # The smallest room left for a reply when trimming a long conversation.
 MIN_REPLY_ROOM = 64
-
-
-def random_seed() -> int:
-    # 32 bits: short enough to read out and type back in, plenty for chat.
-    return secrets.randbits(32)
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:

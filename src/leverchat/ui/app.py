@@ -14,11 +14,13 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import BindingType
 
+from leverchat.chat import MessageStatus
 from leverchat.engine.types import ChatEngine, ModelSpec
 from leverchat.profiles import ProfileStore
 from leverchat.ui._safe import one_line
 from leverchat.ui.commands import ChatCommands
 from leverchat.ui.config import AppConfig, load_config, remember_theme
+from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import KEYS_BY_ID, binding
 from leverchat.ui.profile_session import ProfileSession
 from leverchat.ui.screens.chat import ChatScreen
@@ -48,6 +50,9 @@ class LeverChatApp(App[None]):
         config: AppConfig | None = None,
         themes: ThemeSet | None = None,
         handle_signals: bool = False,
+        history: HistorySession | None = None,
+        resume_id: str | None = None,
+        resume_problem: str | None = None,
     ) -> None:
         super().__init__()
         self._remember_theme_changes = False  # until mounted: only the user's picks are saved
@@ -69,6 +74,11 @@ class LeverChatApp(App[None]):
         self.profiles = ProfileSession(store)
         self._profile_problem = self.profiles.start(profile)
         self._handle_signals = handle_signals
+        self.terminated_by: int | None = None  # the signal (SIGHUP, SIGTERM) that ended it
+        # None: chats are not saved (tests); launch.py opens the user's history.
+        self.history = history if history is not None else HistorySession.disabled()
+        self._resume_id = resume_id
+        self._resume_problem = resume_problem
 
     def _pick_theme(self, requested: str | None) -> str:
         available = self.available_themes
@@ -85,7 +95,13 @@ class LeverChatApp(App[None]):
 
     def get_default_screen(self) -> ChatScreen:
         return ChatScreen(
-            self.engine, self.model_spec, self.profiles, profile_problem=self._profile_problem
+            self.engine,
+            self.model_spec,
+            self.profiles,
+            profile_problem=self._profile_problem,
+            history=self.history,
+            resume_id=self._resume_id,
+            resume_problem=self._resume_problem,
         )
 
     def on_mount(self) -> None:
@@ -98,12 +114,15 @@ class LeverChatApp(App[None]):
             loop = asyncio.get_running_loop()
             for number in (signal.SIGTERM, signal.SIGHUP):
                 # Textual installs no handler: without one the process dies with no cleanup.
-                loop.add_signal_handler(number, self._on_terminate)
+                loop.add_signal_handler(number, self._on_terminate, number)
 
-    def _on_terminate(self) -> None:
-        screen = self.screen
-        if isinstance(screen, ChatScreen):
-            screen.cancel_reply()
+    def _on_terminate(self, number: int = signal.SIGTERM) -> None:
+        self.terminated_by = number
+        # The chat screen may be under a dialog or the chat list: look down the stack.
+        for screen in self.screen_stack:
+            if isinstance(screen, ChatScreen):
+                # Saved now, before exiting: no message is handled after this.
+                screen.save_and_stop(MessageStatus.INTERRUPTED)
         self.exit(return_code=0)
 
     def watch_theme(self, theme: str) -> None:

@@ -58,6 +58,26 @@ def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
         PaletteCommand(
             "Show provenance", "How the last reply was made (F3)", screen.action_provenance
         ),
+        PaletteCommand(
+            "Open chat…",
+            "Browse, search, rename or delete saved chats (F4)",
+            screen.action_chat_list,
+        ),
+        PaletteCommand(
+            "Reproduce reply",
+            "Regenerate the focused or last reply with its recorded levers and seed (F5)",
+            screen.action_reproduce,
+        ),
+        PaletteCommand(
+            "Previous version of the reply",
+            "Show an older version of the focused or last reply (Alt+Left)",
+            partial(screen.action_step_version, -1),
+        ),
+        PaletteCommand(
+            "Next version of the reply",
+            "Show a newer version of the focused or last reply (Alt+Right)",
+            partial(screen.action_step_version, 1),
+        ),
         PaletteCommand("Load model…", "Load another model", screen.ask_model_path),
         PaletteCommand(
             "Help", "Every key and its binding id (F1)", partial(screen.app.run_action, "app.help")

@@ -45,10 +45,39 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("provenance", "f3", "Show how the last reply was made", "chat", "Provenance"),
     KeySpec("new_chat", "ctrl+n", "Start a new chat", "chat", "New chat"),
     KeySpec("focus_panel", "ctrl+l", "Move the focus to the levers", "chat", "Levers"),
+    KeySpec(
+        "chat_list", "f4", "Open a saved chat: browse, search, rename, delete", "chat", "Chats"
+    ),
+    KeySpec(
+        "reproduce",
+        "f5",
+        "Reproduce the focused (or last) reply with its recorded levers and seed",
+        "chat",
+        "Reproduce",
+    ),
+    KeySpec(
+        "version_previous",
+        "alt+left",
+        "Previous version of the focused (or last) reply",
+        "chat",
+        "Older version",
+    ),
+    KeySpec(
+        "version_next",
+        "alt+right",
+        "Next version of the focused (or last) reply",
+        "chat",
+        "Newer version",
+    ),
     KeySpec("scroll_up", "pageup", "Scroll the chat up", "chat", "Page up"),
     KeySpec("scroll_down", "pagedown", "Scroll the chat down", "chat", "Page down"),
     KeySpec("reply.copy", "c", "Copy this reply", "focused reply", "Copy"),
     KeySpec("reply.provenance", "i", "Show how this reply was made", "focused reply", "Provenance"),
+    KeySpec("chats.rename", "r,f2", "Rename the chosen chat", "chat list", "Rename"),
+    KeySpec(
+        "chats.delete", "d,delete", "Delete the chosen chat (asks first)", "chat list", "Delete"
+    ),
+    KeySpec("chats.search", "slash,ctrl+f", "Search message text", "chat list", "Search"),
     KeySpec("lever.step_up", "up,plus", "Lever one step up", "lever", "Step up"),
     KeySpec("lever.step_down", "down", "Lever one step down", "lever", "Step down"),
     KeySpec("lever.minus", "minus", "Lever one step down (or a minus sign)", "lever", "Step down"),

@@ -3,13 +3,20 @@
 Threading: the engine calls back on its own thread. The chunk callback only appends to a
 locked buffer (no message per token); a timer on the UI thread drains it every 75 ms into the
 streaming Markdown. The future's done-callback posts one ``ReplyFinished`` message.
+
+History (``HistorySession``): the chat row is created at the first message; a user message is
+saved when sent, a reply when it starts (with the provenance known then), every
+SAVE_INTERVAL_S from the flush while it streams, and at its end with its full provenance. On
+quit or a signal, :meth:`ChatScreen.save_and_stop` saves a streaming reply synchronously.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import threading
+import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -22,20 +29,24 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Markdown
 
-from leverchat.chat import Conversation, MessageStatus, ReplyProvenance, new_id
+from leverchat.chat import Conversation, Message, MessageStatus, ReplyProvenance, new_id
 from leverchat.engine.types import (
     ChatEngine,
     GenerationRequest,
     GenerationResult,
+    LeverSource,
     LoadProgress,
     ModelInfo,
     ModelSpec,
     Stats,
     StopReason,
 )
-from leverchat.levers import Levers, LiveLevers
+from leverchat.history import HistoryError
+from leverchat.levers import Levers, LiveLevers, random_seed
 from leverchat.profiles import ProfileConflictError, ProfileError
+from leverchat.replay import ReplayLevers, compare_texts, replay_start_levers
 from leverchat.ui._safe import one_line
+from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
 from leverchat.ui.messages import (
     LoadProgressed,
@@ -61,6 +72,19 @@ from leverchat.ui.widgets.status_line import StatusLine, StatusState
 FLUSH_INTERVAL_S = 0.075  # 50-100 ms batches: per-token Markdown writes cost a core quarter
 WIDE_LAYOUT_COLUMNS = 100  # from this width the panel shows beside the chat by default
 BOTTOM_BAR_ROWS = 2  # the status line and the footer
+SAVE_INTERVAL_S = 0.5  # a streaming reply is saved this often (kill -9 loses at most this)
+EXIT_WAIT_S = 1.0  # on quit or a signal, how long to wait for the engine's final result
+
+
+@dataclass(frozen=True)
+class _ReplayPlan:
+    """Reproducing a recorded reply: what it was, to compare the new text with."""
+
+    original_id: str
+    original_text: str
+    original_complete: bool
+    provenance: ReplyProvenance
+    stop_after_tokens: int | None
 
 
 @dataclass
@@ -72,6 +96,12 @@ class _Reply:
     request: GenerationRequest | None = None
     buffer: ChunkBuffer = field(default_factory=ChunkBuffer)
     future: Future[GenerationResult] | None = None
+    replay: _ReplayPlan | None = None
+    saved: bool = False  # the reply row exists in the history
+    saved_at: float = 0.0
+    saved_length: int = 0
+    # The seed this reply runs with (chosen when it starts; None for a replay, which has one).
+    seed: int | None = None
 
 
 class ChatScreen(Screen[None]):
@@ -87,6 +117,10 @@ class ChatScreen(Screen[None]):
         binding("provenance", "provenance", show=False),
         binding("new_chat", "new_chat", show=False),
         binding("focus_panel", "focus_panel", show=False),
+        binding("chat_list", "chat_list", show=False),
+        binding("reproduce", "reproduce", show=False),
+        binding("version_previous", "step_version(-1)", show=False),
+        binding("version_next", "step_version(1)", show=False),
         binding("scroll_up", "scroll_chat(-1)", show=False, priority=True),
         binding("scroll_down", "scroll_chat(1)", show=False, priority=True),
     ]
@@ -98,8 +132,16 @@ class ChatScreen(Screen[None]):
         profiles: ProfileSession,
         *,
         profile_problem: str | None = None,
+        history: HistorySession | None = None,
+        resume_id: str | None = None,
+        resume_problem: str | None = None,
     ) -> None:
         super().__init__(id="chat-screen")
+        self.history = history if history is not None else HistorySession.disabled()
+        self._resume_id = resume_id
+        self._resume_problem = resume_problem
+        # The settings last written to the chat row (written again only when they change).
+        self._saved_settings: ReplySettings | None = None
         self.engine = engine
         self.model_spec = model_spec
         self.profiles = profiles
@@ -147,7 +189,17 @@ class ChatScreen(Screen[None]):
             self.notify(self._startup_problem, severity="warning", markup=False, timeout=10)
         for problem in self.profiles.problems:
             self.notify(problem, severity="warning", markup=False, timeout=10)
+        self.history.on_problem = self._history_problem
+        if self.history.problem:
+            self._history_problem(self.history.problem)
+        if self._resume_problem:
+            self.notify(self._resume_problem, severity="warning", markup=False, timeout=10)
+        if self._resume_id is not None:
+            self.call_later(self.open_chat, self._resume_id)
         self.load_model(self.model_spec)
+
+    def _history_problem(self, problem: str) -> None:
+        self.notify(problem, severity="error", markup=False, timeout=15)
 
     def on_resize(self, event: Resize) -> None:
         self._apply_layout(event.size.width, event.size.height)
@@ -252,8 +304,16 @@ class ChatScreen(Screen[None]):
             return False
         self.prompt.clear_prompt()
         await self._mark_changes()
+        parent_id = self.conversation.messages[-1].id if self.conversation.messages else None
         self.conversation = self.conversation.with_user(text)
-        await self.chat.add(UserMessage(self.conversation.messages[-1].id, text))
+        message = self.conversation.messages[-1]
+        settings = self._last_settings or self._settings()
+        self.history.ensure_chat(
+            self.conversation, settings.profile, settings.system_prompt, settings.levers
+        )
+        self._saved_settings = self._saved_settings or settings
+        self.history.add_user_message(self.conversation.id, message, parent_id)
+        await self.chat.add(UserMessage(message.id, text))
         await self._start_reply(new_seed=False)
         return True
 
@@ -271,16 +331,45 @@ class ChatScreen(Screen[None]):
             if description is not None:
                 await self.chat.add(ChangeMarker(description))
         self._last_settings = settings
+        self._save_settings(settings)
 
-    async def _start_reply(self, *, new_seed: bool) -> None:
+    def _save_settings(self, settings: ReplySettings) -> None:
+        """Write the chat's profile, system prompt and levers when they changed."""
+        if not self.history.is_saved(self.conversation.id) or settings == self._saved_settings:
+            return
+        self.history.set_settings(
+            self.conversation.id, settings.profile, settings.system_prompt, settings.levers
+        )
+        self._saved_settings = settings
+
+    async def _start_reply(self, *, new_seed: bool, replay: _ReplayPlan | None = None) -> None:
         reply_id = new_id()
         waiting = self.model_info is None and self.load_error is None
         view = ReplyView(reply_id, waiting=waiting)
-        reply = _Reply(reply_id, view, self._settings(), new_seed=new_seed)
+        if replay is not None:
+            recorded = replay.provenance
+            settings = ReplySettings(recorded.profile, recorded.system_prompt, recorded.levers)
+        else:
+            settings = self._settings()
+        reply = _Reply(reply_id, view, settings, new_seed=new_seed, replay=replay)
+        if replay is None:
+            # Pick the seed now rather than letting the engine pick it, so that it is saved
+            # with the reply from its first token: a reply cut short by a kill can still be
+            # reproduced.
+            fixed = settings.levers.seed
+            reply.seed = fixed if fixed is not None and not new_seed else random_seed()
         self._reply = reply
+        parent = self.conversation.messages[-1] if self.conversation.messages else None
         self.conversation = self.conversation.with_reply(
             "", status=MessageStatus.STREAMING, message_id=reply_id
         )
+        if parent is not None and self.history.is_saved(self.conversation.id):
+            stored = self.history.start_reply(
+                self.conversation.id, reply_id, parent.id, self._provenance(reply, None, "")
+            )
+            if stored is not None:
+                reply.saved = True
+                view.set_version(stored.version, stored.version_count)
         self.chat.follow()
         await self.chat.add(view)
         self._refresh_status()
@@ -294,14 +383,26 @@ class ChatScreen(Screen[None]):
     def _launch(self, reply: _Reply) -> None:
         """Hand the conversation to the engine (the model is ready)."""
         reply.view.set_waiting(False)
-        messages = self.conversation.without_last_reply().to_chat_messages(self.system_prompt)
-        fixed_seed = self.live_levers.get().seed
-        source: LiveLevers | FreshSeed = self.live_levers
-        if reply.new_seed and fixed_seed is not None:
-            seed = random.randrange(2**31)  # noqa: S311 - a sampling seed, not a secret
-            source = FreshSeed(self.live_levers, seed)
+        messages = self.conversation.without_last_reply().to_chat_messages(
+            reply.settings.system_prompt
+        )
+        cancel = threading.Event()
+        source: LeverSource = self.live_levers
+        if reply.replay is not None:
+            recorded = reply.replay.provenance
+            source = ReplayLevers(
+                replay_start_levers(recorded.levers, recorded.seed),
+                recorded.lever_changes,
+                cancel=cancel,
+                stop_after_tokens=reply.replay.stop_after_tokens,
+            )
+        elif reply.seed is not None and reply.seed != self.live_levers.get().seed:
+            source = FreshSeed(self.live_levers, reply.seed)
         request = GenerationRequest(
-            messages, levers=source, prompt_format=self.profiles.profile.prompt_format
+            messages,
+            levers=source,
+            cancel=cancel,
+            prompt_format=self.profiles.profile.prompt_format,
         )
         reply.request = request
         reply_id = reply.reply_id
@@ -329,6 +430,17 @@ class ChatScreen(Screen[None]):
         text = reply.buffer.drain()
         if text:
             await reply.view.append(text)
+        self._save_progress(reply)
+
+    def _save_progress(self, reply: _Reply, *, force: bool = False) -> None:
+        """Save the streamed text (at most every SAVE_INTERVAL_S: one short row update)."""
+        if not reply.saved or len(reply.view.text) == reply.saved_length:
+            return
+        now = time.monotonic()
+        if force or now - reply.saved_at >= SAVE_INTERVAL_S:
+            self.history.update_reply(reply.reply_id, reply.view.text)
+            reply.saved_at = now
+            reply.saved_length = len(reply.view.text)
 
     @on(ReplyFinished)
     async def _on_reply_finished(self, message: ReplyFinished) -> None:
@@ -372,24 +484,63 @@ class ChatScreen(Screen[None]):
         if self._flush_timer is not None:
             self._flush_timer.pause()
         text = reply.view.text
-        provenance = ReplyProvenance(
-            model=self.model_info.name if self.model_info else "",
-            profile=reply.settings.profile,
-            system_prompt=reply.settings.system_prompt,
-            levers=result.levers if result else reply.settings.levers,
-            seed=result.seed if result else None,
-            lever_changes=result.lever_changes if result else (),
-            stats=result.stats if result else Stats(),
-            stop_reason=result.stop_reason if result else StopReason.ERROR,
-            error=detail or (result.error if result else None),
-        )
+        provenance = self._provenance(reply, result, detail, final=True)
         self.conversation = self.conversation.with_reply(
             text, status=status, provenance=provenance, message_id=reply.reply_id
         )
+        if reply.saved:
+            self.history.finish_reply(reply.reply_id, text, status, provenance)
+            # finish_reply makes the reply's levers the chat's; a reproduction (or a
+            # regenerate with a fresh seed) ran with a seed the user did not choose.
+            self._saved_settings = None
+            self._save_settings(self._current_settings())
         if result is not None:
             self.last_result = result
         await reply.view.finish(status, detail)
         self._refresh_status()
+        if reply.replay is not None and result is not None and not result.failed:
+            await self._report_reproduction(reply.replay, text, provenance)
+
+    def _provenance(
+        self,
+        reply: _Reply,
+        result: GenerationResult | None,
+        detail: str,
+        *,
+        final: bool = False,
+    ) -> ReplyProvenance:
+        """What produced ``reply``: at its start (``final`` False) or at its end."""
+        settings = reply.settings
+        seed = reply.seed
+        if reply.replay is not None:
+            seed = reply.replay.provenance.seed
+        return ReplyProvenance(
+            model=self.model_info.name if self.model_info else "",
+            profile=settings.profile,
+            system_prompt=settings.system_prompt,
+            levers=result.levers if result else settings.levers,
+            seed=result.seed if result else seed,
+            lever_changes=result.lever_changes if result else (),
+            stats=result.stats if result else Stats(),
+            stop_reason=(result.stop_reason if result else StopReason.ERROR) if final else None,
+            error=(detail or (result.error if result else None)) if final else None,
+        )
+
+    async def _report_reproduction(
+        self, plan: _ReplayPlan, text: str, provenance: ReplyProvenance
+    ) -> None:
+        comparison = compare_texts(
+            plan.original_text, text, original_complete=plan.original_complete
+        )
+        verdict = comparison.describe(plan.original_text, text)
+        if plan.provenance.model and plan.provenance.model != provenance.model:
+            verdict += (
+                f" (recorded with {plan.provenance.model}, reproduced with {provenance.model})"
+            )
+        await self.chat.add(
+            Notice(verdict, error=not (comparison.identical or comparison.prefix_only))
+        )
+        self.notify(verdict, markup=False, timeout=8)
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -407,8 +558,43 @@ class ChatScreen(Screen[None]):
         if reply is not None and reply.request is not None:
             reply.request.cancel.set()
 
+    def save_and_stop(self, status: MessageStatus = MessageStatus.STOPPED) -> None:
+        """Stop a streaming reply and save everything now (quit, SIGTERM, SIGHUP).
+
+        Synchronous on purpose: the app is about to exit, so no message will be handled
+        after this. Waits at most EXIT_WAIT_S for the engine's final result (it stops within
+        one token) to save the reply's full provenance.
+        """
+        reply = self._reply
+        if reply is not None:
+            self._reply = None
+            self.cancel_reply_of(reply)
+            result: GenerationResult | None = None
+            if reply.future is not None:
+                try:
+                    result = reply.future.result(timeout=EXIT_WAIT_S)
+                except (FutureTimeout, Exception):  # saving matters more than why it failed
+                    result = None
+            text = reply.view.text + reply.buffer.drain()
+            if result is not None and result.text.startswith(text):
+                text = result.text
+            reply.view.text = text
+            if reply.saved:
+                detail = "" if result is None else (result.error or "")
+                provenance = self._provenance(reply, result, detail, final=True)
+                self.history.finish_reply(reply.reply_id, text, status, provenance)
+        self._save_settings(self._current_settings())
+
+    def _current_settings(self) -> ReplySettings:
+        return ReplySettings(self.profiles.profile.name, self.system_prompt, self.live_levers.get())
+
+    @staticmethod
+    def cancel_reply_of(reply: _Reply) -> None:
+        if reply.request is not None:
+            reply.request.cancel.set()
+
     def on_unmount(self) -> None:
-        self.cancel_reply()
+        self.save_and_stop(MessageStatus.STOPPED)
 
     async def action_stop(self) -> None:
         reply = self._reply
@@ -447,18 +633,202 @@ class ChatScreen(Screen[None]):
             self.chat.scroll_page_down()
 
     async def action_new_chat(self) -> None:
-        if self._reply is not None and self._reply.request is not None:
-            self._reply.request.cancel.set()
-        self._reply = None
+        # A reply still streaming is stopped and saved as it is; so are the settings.
+        self.save_and_stop(MessageStatus.STOPPED)
         if self._flush_timer is not None:
             self._flush_timer.pause()
         self.conversation = Conversation()
         self._last_settings = None
+        self._saved_settings = None
         self.last_result = None
         async with self._view_lock:
             await self.chat.clear()
         self._refresh_status()
         self.prompt.focus()
+
+    # -- saved chats -----------------------------------------------------------------------
+
+    async def open_chat(self, chat_id: str) -> bool:
+        """Show a saved chat and restore the profile, system prompt and levers at its end."""
+        if self._reply is not None:
+            self.notify("A reply is still being written: stop it first (Escape).")
+            return False
+        try:
+            conversation, info = self.history.load(chat_id)
+        except HistoryError as error:
+            self.notify(f"Could not open the chat: {error}", severity="error", markup=False)
+            return False
+        self.save_and_stop()  # the settings of the chat being left
+        if info.profile and info.profile != self.profiles.profile.name:
+            if info.profile in self.profiles.names():
+                try:
+                    self.profiles.switch(info.profile)
+                except (ProfileError, OSError) as error:
+                    self.notify(
+                        f"Could not switch to profile {one_line(info.profile, 40)}: {error}",
+                        severity="warning",
+                        markup=False,
+                    )
+            else:
+                self.notify(
+                    f"This chat used profile {one_line(info.profile, 40)}, which no longer "
+                    "exists: its system prompt and levers are restored on "
+                    f"{one_line(self.profiles.profile.name, 40)}.",
+                    severity="warning",
+                    markup=False,
+                    timeout=8,
+                )
+        self.live_levers.set(info.levers)
+        self.system_prompt = info.system_prompt
+        self.panel.show_levers(info.levers)
+        self.panel.show_system_prompt(info.system_prompt)
+        self._refresh_profile_list()
+        self.history.known(conversation.id)
+        self.conversation = conversation
+        self.last_result = None
+        settings = ReplySettings(self.profiles.profile.name, self.system_prompt, info.levers)
+        self._last_settings = settings
+        self._saved_settings = settings
+        await self._render_conversation()
+        self.notify(f"Opened: {one_line(conversation.title or 'untitled chat', 60)}", markup=False)
+        self.prompt.focus()
+        return True
+
+    async def _render_conversation(self, focus_id: str | None = None) -> None:
+        """Show ``self.conversation`` from scratch (opened, or another version chosen)."""
+        widgets: list[UserMessage | ReplyView | ChangeMarker] = []
+        previous: ReplySettings | None = None
+        for message in self.conversation.messages:
+            if message.role == "user":
+                widgets.append(UserMessage(message.id, message.content))
+                continue
+            recorded = message.provenance
+            if recorded is not None:
+                settings = ReplySettings(recorded.profile, recorded.system_prompt, recorded.levers)
+                change = describe_changes(previous, settings) if previous is not None else None
+                if change is not None:
+                    widgets.insert(len(widgets) - 1, ChangeMarker(change))
+                previous = settings
+            widgets.append(_finished_view(message))
+        async with self._view_lock:
+            await self.chat.clear()
+            if widgets:
+                await self.chat.add(*widgets)
+        self.chat.follow()
+        if focus_id is not None:
+            view = self.chat.reply(focus_id) or self.chat.user_message(focus_id)
+            if view is not None:
+                view.focus()
+                view.scroll_visible(animate=False)
+
+    def _target_message(self, role: str) -> Message | None:
+        """The focused message (of ``role``, or any when role is ""), else the last reply."""
+        focused = self.focused
+        focused_id = None
+        if isinstance(focused, ReplyView):
+            focused_id = focused.reply_id
+        elif isinstance(focused, UserMessage) and role != "assistant":
+            focused_id = focused.message_id
+        for message in self.conversation.messages:
+            if message.id == focused_id:
+                return message
+        return self.conversation.last_reply
+
+    async def action_step_version(self, step: int) -> None:
+        """Show the previous (-1) or next (1) version of the focused or last reply."""
+        if self._reply is not None:
+            self.notify("A reply is still being written: stop it first (Escape).")
+            return
+        target = self._target_message("")
+        if target is None:
+            self.notify("There is no reply yet.")
+            return
+        if not self.history.is_saved(self.conversation.id):
+            self.notify("Versions are kept in the history, which is off for this chat.")
+            return
+        try:
+            versions = self.history.versions(target.id)
+        except HistoryError as error:
+            self.notify(f"Could not read the versions: {error}", severity="error", markup=False)
+            return
+        ids = [version.id for version in versions]
+        index = ids.index(target.id) if target.id in ids else 0
+        wanted = index + step
+        if not 0 <= wanted < len(ids):
+            edge = "first" if wanted < 0 else "last"
+            self.notify(f"This is the {edge} version ({index + 1}/{len(ids)}).", timeout=2)
+            return
+        conversation = self.history.select_version(ids[wanted])
+        if conversation is None:
+            return
+        self.conversation = conversation
+        await self._render_conversation(focus_id=ids[wanted])
+        self.notify(f"Version {wanted + 1}/{len(ids)}: the chat continues from it.", timeout=2)
+
+    async def action_reproduce(self) -> None:
+        """Generate the focused (or last) reply again with its recorded levers and seed."""
+        if self._reply is not None:
+            self.notify("A reply is still being written: stop it first (Escape).")
+            return
+        target = self._target_message("assistant")
+        if target is None or target.role != "assistant":
+            self.notify("There is no reply to reproduce yet.")
+            return
+        recorded = target.provenance
+        if recorded is None or recorded.seed is None:
+            self.notify(
+                "This reply has no recorded seed (it was cut off before it finished): it cannot "
+                "be reproduced exactly."
+            )
+            return
+        if self.model_info is None:
+            self.notify("Wait for the model to load, then reproduce.")
+            return
+        index = self.conversation.messages.index(target)
+        # A reply cut short (stopped, or saved at a hangup) is reproduced to the same length.
+        cut = target.status in (MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
+        stopped = cut and recorded.stats.new_tokens > 0
+        plan = _ReplayPlan(
+            original_id=target.id,
+            original_text=target.content,
+            original_complete=target.status is MessageStatus.COMPLETE,
+            provenance=recorded,
+            stop_after_tokens=recorded.stats.new_tokens if stopped else None,
+        )
+        # The recorded reply stays a version of its turn; the reproduction becomes the active
+        # one (for an earlier reply, what followed it stays on the other version's branch).
+        self.conversation = replace(self.conversation, messages=self.conversation.messages[:index])
+        await self._render_conversation()
+        self.notify("Reproducing the reply with its recorded levers and seed…", timeout=3)
+        await self._start_reply(new_seed=False, replay=plan)
+
+    def action_chat_list(self) -> None:
+        from leverchat.ui.screens.chat_list import ChatListScreen
+
+        if not self.history.enabled:
+            self.notify(
+                self.history.problem or "The history is off: there are no saved chats.",
+                severity="warning",
+                markup=False,
+            )
+            return
+
+        async def chosen(chat_id: str | None) -> None:
+            if chat_id is not None and chat_id != self.conversation.id:
+                await self.open_chat(chat_id)
+
+        self.app.push_screen(
+            ChatListScreen(self.history, self.conversation.id, self._chat_changed), chosen
+        )
+
+    async def _chat_changed(self, chat_id: str, title: str | None) -> None:
+        """The chat list renamed (``title``) or deleted (None) ``chat_id``."""
+        if chat_id != self.conversation.id:
+            return
+        if title is not None:
+            self.conversation = replace(self.conversation, title=title)
+        else:
+            await self.action_new_chat()
 
     async def action_regenerate(self) -> None:
         if self._reply is not None:
@@ -468,6 +838,7 @@ class ChatScreen(Screen[None]):
         if last is None or last.role != "assistant":
             self.notify("There is no reply to regenerate yet.")
             return
+        # The old reply stays in the history as a version (alt+left shows it again).
         view = self.chat.reply(last.id)
         self.conversation = self.conversation.without_last_reply()
         if view is not None:
@@ -688,3 +1059,22 @@ class ChatScreen(Screen[None]):
         source = await self.app.push_screen_wait(LoadModelScreen(self.model_spec.source or ""))
         if source is not None:
             self.load_model(replace(self.model_spec, source=source or None))
+
+
+def _finished_view(message: Message) -> ReplyView:
+    """A saved reply as the transcript shows it, with how it ended and its version."""
+    detail = ""
+    if message.status is MessageStatus.FAILED and message.provenance is not None:
+        detail = message.provenance.error or ""
+    status = message.status
+    if status is MessageStatus.STREAMING:
+        # Still being written by another leverchat (or not marked yet): nothing streams here.
+        status = MessageStatus.INTERRUPTED
+    return ReplyView(
+        message.id,
+        message.content,
+        status=status,
+        detail=detail,
+        version=message.version,
+        version_count=message.version_count,
+    )

@@ -63,14 +63,26 @@ class ReplyView(Vertical, can_focus=True):
             self.reply = reply
             self.action = action
 
-    def __init__(self, reply_id: str, text: str = "", *, waiting: bool = False) -> None:
+    def __init__(
+        self,
+        reply_id: str,
+        text: str = "",
+        *,
+        waiting: bool = False,
+        status: MessageStatus = MessageStatus.STREAMING,
+        detail: str = "",
+        version: int = 1,
+        version_count: int = 1,
+    ) -> None:
         super().__init__(classes="reply")
         self.reply_id = reply_id
         self.text = text
-        self.status = MessageStatus.STREAMING
+        self.status = status
         self._plain_mode = too_heavy_for_markdown(text)
         self._waiting = waiting
-        self._detail = ""
+        self._detail = detail
+        self.version = version
+        self.version_count = version_count
 
     def compose(self) -> ComposeResult:
         if self._plain_mode:
@@ -121,6 +133,13 @@ class ReplyView(Vertical, can_focus=True):
         else:
             await self.query_one(".reply-body", Markdown).update(strip_control(text))
 
+    def set_version(self, version: int, count: int) -> None:
+        """Show "version 2/3" when this turn has several replies (alt+left/right steps)."""
+        self.version = version
+        self.version_count = count
+        if self.is_mounted:
+            self._refresh_status()
+
     def set_waiting(self, waiting: bool) -> None:
         self._waiting = waiting
         self._refresh_status()
@@ -136,6 +155,13 @@ class ReplyView(Vertical, can_focus=True):
         )
 
     def _status_content(self) -> Content:
+        content = self._state_content()
+        if self.version_count <= 1:
+            return content
+        label = Content(f"◀ version {self.version}/{self.version_count} ▶")
+        return label if not content.plain else content + Content("  ") + label
+
+    def _state_content(self) -> Content:
         if self._waiting:
             return Content("… waiting for the model to load")
         if self.status is MessageStatus.STREAMING:
