@@ -102,15 +102,17 @@ def test_markdown_shows_each_reply_with_a_compact_provenance_line(store: History
     line = next(line for line in lines if line.startswith("*model HuggingFaceTB"))
     assert line == (
         r"*model HuggingFaceTB/SmolLM2-135M-Instruct · profile \*poet\* · "
-        r'temperature 1.2, top\_k 40, stop \["\#\#\#", "\\n\\nUser:"\] · '
+        r"temperature 1.2, top\_k 40, top\_p 0.95, min\_p 0.05, "
+        r'stop \["\#\#\#", "\\n\\nUser:"\] · '
         "from token 5: temperature 1.5 · from token 9: top\\_k 10 · "
         f"seed {2**63 - 1} · 48 tokens at 12.5 tok/s · max tokens reached · streaming*"
     )
-    # Only what differs from the defaults: top_p is at its default and not mentioned.
-    assert "top_p" not in line and "top\\_p" not in line
+    # The core sampling levers always, other levers only when they differ from the defaults.
+    assert "repetition" not in line
     failed_line = lines[-1]
     assert failed_line == (
-        r"*model tiny · profile \*poet\* · seed not recorded · failed · error: boom line 2*"
+        r"*model tiny · profile \*poet\* · temperature 0.7, top\_k 0, top\_p 0.95, "
+        r"min\_p 0.05 · seed not recorded · failed · error: boom line 2*"
     )
     assert "Levers are 🙂" in markdown
     assert "*(no text)*" in markdown
@@ -123,7 +125,7 @@ def test_markdown_of_a_reply_without_provenance(store: HistoryStore) -> None:
     store.finish_reply(reply.id, "hello", status=MessageStatus.STOPPED)
     markdown = to_markdown(store.get_info(chat_id), store.load_conversation(chat_id))
     assert markdown.rstrip().endswith("*no provenance recorded · stopped*")
-    assert "- Levers at the end: the defaults" in markdown
+    assert "- Levers at the end: temperature 0.7, top\\_k 0, top\\_p 0.95, min\\_p 0.05" in markdown
 
 
 def test_json_round_trips_every_version_and_detail(store: HistoryStore, tmp_path: Path) -> None:

@@ -151,7 +151,10 @@ def test_show_accepts_a_unique_prefix_and_prints_provenance(
     out = capsys.readouterr().out
     assert "## You\n\nWhat is top-p?" in out
     assert "Nucleus sampling." in out
-    assert "*model tiny-llama · profile writer · temperature 1.3 · seed 42 · 9 tokens at " in out
+    assert (
+        "*model tiny-llama · profile writer · temperature 1.3, top\\_k 0, top\\_p 0.95, "
+        "min\\_p 0.05 · seed 42 · 9 tokens at " in out
+    )
     assert "21.2 tok/s · end of turn*" in out
 
 

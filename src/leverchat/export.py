@@ -26,7 +26,7 @@ from leverchat.history import (
     provenance_from_mapping,
     provenance_to_mapping,
 )
-from leverchat.levers import LeverError, Levers
+from leverchat.levers import LEVER_NAMES, LeverError, Levers
 
 JSON_FORMAT: Final = "leverchat-chat"
 JSON_FORMAT_VERSION: Final = 1
@@ -96,11 +96,20 @@ def _provenance_parts(provenance: ReplyProvenance) -> list[str]:
     return parts
 
 
+# The levers that shape every sampled token are always shown, so each reply's line says how it
+# was sampled even when nothing was changed; the others only when they differ from defaults.
+_ALWAYS_SHOWN = ("temperature", "top_p", "top_k", "min_p")
+
+
 def _lever_text(levers: Levers) -> str:
-    """The levers that differ from the defaults (the seed is shown on its own)."""
+    """The core sampling levers, then any other lever that differs from the defaults (the
+    seed is shown on its own)."""
     changed = levers.to_mapping(only_changed_from=Levers())
     changed.pop("seed", None)
-    return _escape(", ".join(f"{name} {_format_value(value)}" for name, value in changed.items()))
+    shown = {name: getattr(levers, name) for name in LEVER_NAMES if name in _ALWAYS_SHOWN}
+    shown.update({name: value for name, value in changed.items() if name not in shown})
+    ordered = sorted(shown.items(), key=lambda item: LEVER_NAMES.index(item[0]))
+    return _escape(", ".join(f"{name} {_format_value(value)}" for name, value in ordered))
 
 
 def _format_value(value: Any) -> str:
