@@ -1,0 +1,121 @@
+"""The sampling levers on hand-made logits: exact formulas, and the fast candidate path
+keeping exactly the tokens the plain full-vocabulary filters keep."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from leverchat.engine.sampling import TokenPicker, banned_ngram_tokens
+from leverchat.levers import Levers
+
+CPU = torch.device("cpu")
+
+
+def picker(prompt: list[int], reply: list[int], vocab: int = 8) -> TokenPicker:
+    p = TokenPicker(prompt, vocab, CPU)
+    for token in reply:
+        p.accept(token)
+    return p
+
+
+def test_frequency_and_presence_follow_the_openai_formula() -> None:
+    logits = torch.tensor([1.0, 2.0, -1.0, 0.5, 3.0, -2.0, 0.0, 1.5])
+    # Token 1 is only in the prompt: these penalties count the reply's own tokens only.
+    p = picker(prompt=[1, 1], reply=[3, 3, 5])
+    out = p.penalised(logits, Levers(frequency_penalty=0.5, presence_penalty=0.25))
+    expected = logits.clone()
+    expected[3] -= 2 * 0.5 + 0.25
+    expected[5] -= 1 * 0.5 + 0.25
+    assert torch.equal(out, expected)
+    assert torch.equal(logits, torch.tensor([1.0, 2.0, -1.0, 0.5, 3.0, -2.0, 0.0, 1.5]))
+
+
+def test_negative_penalties_encourage_repeats() -> None:
+    logits = torch.zeros(8)
+    out = picker([], [2]).penalised(logits, Levers(frequency_penalty=-1.0, presence_penalty=-0.5))
+    assert out[2] == pytest.approx(1.5)
+    assert torch.count_nonzero(out) == 1
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits() -> None:
+    logits = torch.tensor([2.0, -2.0, 2.0, -2.0, 1.0, 1.0, 1.0, 1.0])
+    out = picker(prompt=[0, 1], reply=[4]).penalised(logits, Levers(repetition_penalty=2.0))
+    assert out.tolist() == [1.0, -4.0, 2.0, -2.0, 0.5, 1.0, 1.0, 1.0]
+
+
+def test_no_repeat_ngram_bans_the_token_that_would_repeat() -> None:
+    assert banned_ngram_tokens([1, 2, 3, 1, 2], 3) == [3]
+    assert banned_ngram_tokens([1, 2, 3, 1, 2], 2) == [3]  # "2 3" exists; last token is 2
+    assert banned_ngram_tokens([5, 5], 1) == [5, 5]
+    logits = torch.zeros(8)
+    out = picker([1, 2, 3, 1], [2]).penalised(logits, Levers(no_repeat_ngram_size=3))
+    assert out[3] == -math.inf
+    assert torch.isfinite(out).sum() == 7
+
+
+def test_greedy_picks_the_best_token_after_penalties() -> None:
+    logits = torch.tensor([0.0, 5.0, 4.9, 0.0, 0.0, 0.0, 0.0, 0.0])
+    p = picker([], [1])
+    gen = torch.Generator().manual_seed(0)
+    assert p.pick(logits, Levers(temperature=0.0), gen) == 1
+    assert p.pick(logits, Levers(temperature=0.0, presence_penalty=0.5), gen) == 2
+
+
+LEVER_CASES = [
+    Levers(temperature=1.0, top_p=1.0, min_p=0.0),
+    Levers(temperature=0.7, top_p=0.9, min_p=0.0),
+    Levers(temperature=0.7, top_p=0.95, min_p=0.05),
+    Levers(temperature=1.3, top_k=40, top_p=1.0, min_p=0.0),
+    Levers(temperature=1.0, top_k=40, top_p=0.8, min_p=0.1),
+    Levers(temperature=2.0, top_p=0.99, min_p=0.0),
+    Levers(temperature=0.5, top_p=1.0, min_p=0.2),
+    Levers(temperature=1.0, top_p=0.0, min_p=0.0),
+    Levers(temperature=1.0, top_k=1, top_p=1.0, min_p=0.0),
+]
+
+
+@pytest.mark.parametrize("levers", LEVER_CASES)
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_candidates_keep_exactly_what_the_reference_filters_keep(
+    levers: Levers, seed: int
+) -> None:
+    vocab = 5000
+    torch.manual_seed(seed)
+    logits = torch.randn(vocab) * (1 + seed)
+    p = TokenPicker([1, 2, 3], vocab, CPU)
+    scores = p.penalised(logits, levers)
+    values, ids = p.candidates(scores, levers)
+    reference = p.process(logits, levers)
+    kept = set(torch.nonzero(torch.isfinite(reference)).squeeze(-1).tolist())
+    assert set(ids.tolist()) == kept
+    assert torch.allclose(values, reference[ids])
+    if len(ids) < vocab:  # with no filter at all, the whole vocabulary comes back unsorted
+        assert values.tolist() == sorted(values.tolist(), reverse=True)
+
+
+def test_sampling_only_returns_kept_tokens_and_a_seed_reproduces() -> None:
+    vocab = 1000
+    torch.manual_seed(3)
+    logits = torch.randn(vocab) * 3
+    levers = Levers(temperature=1.0, top_k=5, top_p=1.0, min_p=0.0)
+    allowed = set(torch.topk(logits, 5).indices.tolist())
+    p = TokenPicker([], vocab, CPU)
+    draws = [p.pick(logits, levers, torch.Generator().manual_seed(s)) for s in range(50)]
+    assert set(draws) <= allowed
+    assert len(set(draws)) > 1
+    again = [p.pick(logits, levers, torch.Generator().manual_seed(s)) for s in range(50)]
+    assert draws == again
+
+
+def test_typical_p_keeps_tokens_near_the_expected_surprise() -> None:
+    # One very likely token, a few medium ones, a long tail: typical-p drops the tail.
+    logits = torch.tensor([5.0] + [2.0] * 4 + [-5.0] * 95)
+    p = TokenPicker([], 100, CPU)
+    kept = torch.isfinite(
+        p.process(logits, Levers(temperature=1.0, top_p=1.0, min_p=0.0, typical_p=0.5))
+    )
+    assert 1 <= int(kept.sum()) < 100
+    assert not kept[50:].any()
