@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from leverchat.engine.types import (
     ChatMessage,
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from leverchat.engine.loading import LoadedModel
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Loader = Callable[[ModelSpec, ProgressCallback | None], "LoadedModel"]
 
@@ -111,6 +113,16 @@ class EngineThread:
             return self._generator.count_tokens(messages, prompt_format)
 
         return self._submit(run)
+
+    def call(self, job: Callable[[], T]) -> Future[T]:
+        """Run ``job`` on the engine thread, queued behind the current work (benchmarks and
+        tools that must touch the model use this: torch calls belong on this one thread)."""
+        return self._submit(job)
+
+    @property
+    def generator(self) -> Generator | None:
+        """The loaded model's Generator (use it only from a job passed to :meth:`call`)."""
+        return self._generator
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel what is running, fail what is queued, and stop the thread."""

@@ -1,0 +1,138 @@
+"""Decode speed with neutral levers against every lever active, plus the cost of picking alone.
+
+Both variants run the same Generator on the same prompt with a fixed seed and produce exactly
+``--tokens`` tokens (end-of-turn tokens do not stop them). The rate is the engine's own decode
+rate (tokens after the first, divided by the time between first and last token), so the
+prefill is left out. The runs alternate.
+
+Also measured: the time of ``TokenPicker.pick`` alone per token for each lever set, on real
+logits, which shows the sampling cost without the model's noise around it.
+
+Target: active / neutral tokens/s at least 0.9.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import _common
+
+TARGET_RATIO = 0.9
+
+
+def lever_sets(tokens: int) -> dict[str, Any]:
+    from leverchat.levers import Levers
+
+    neutral = Levers(
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        min_p=0.0,
+        typical_p=1.0,
+        repetition_penalty=1.0,
+        frequency_penalty=0.0,
+        presence_penalty=0.0,
+        seed=7,
+        max_new_tokens=tokens,
+    )
+    active = Levers(
+        temperature=0.8,
+        top_k=40,
+        top_p=0.9,
+        min_p=0.05,
+        typical_p=1.0,
+        repetition_penalty=1.15,
+        frequency_penalty=0.3,
+        presence_penalty=0.3,
+        seed=7,
+        max_new_tokens=tokens,
+    )
+    return {"neutral": neutral, "active": active}
+
+
+def pick_cost_us(generator: Any, prompt_ids: list[int], levers: Any, repeats: int) -> float:
+    """Median microseconds of one TokenPicker.pick on the model's real next-token logits."""
+    import torch
+
+    from leverchat.engine.sampling import TokenPicker
+
+    with torch.inference_mode():
+        generator.reset_cache()
+        logits = generator._forward(prompt_ids)
+        picker = TokenPicker(prompt_ids, generator.vocab_size, generator.device)
+        rng = torch.Generator(device=generator.device)
+        rng.manual_seed(0)
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            token = picker.pick(logits, levers, rng)
+            samples.append(time.perf_counter() - started)
+            picker.accept(token)
+    generator.reset_cache()
+    return round(_common.median(samples) * 1e6, 1)
+
+
+def main() -> None:
+    args = _common.start(_common.parser(__doc__ or "", tokens=64, runs=5))
+    if args.smoke:
+        args.tokens, args.runs = min(args.tokens, 6), 1
+
+    from leverchat.engine.prompt import encode_messages
+
+    loaded = _common.load(args)
+    generator = _common.make_generator(loaded)
+    _common.never_end_of_turn(generator)
+    messages = [("system", _common.SYSTEM_PROMPT), ("user", _common.LONG_ANSWER_PROMPT)]
+    levers = lever_sets(args.tokens)
+    last: dict[str, Any] = {}
+
+    def variant(name: str) -> Any:
+        def run() -> float:
+            generator.reset_cache()
+            result = _common.check_result(
+                generator.run(_common.request(messages, levers[name]), None)
+            )
+            if result.stats.new_tokens != args.tokens:
+                raise SystemExit(f"{name}: {result.stats.new_tokens} tokens, not {args.tokens}")
+            last[name] = result
+            return float(result.stats.tokens_per_s)
+
+        return run
+
+    samples = _common.alternate({name: variant(name) for name in levers}, args.runs)
+    neutral_rate = _common.median(samples["neutral"])
+    active_rate = _common.median(samples["active"])
+    result_ratio = _common.ratio(active_rate, neutral_rate)
+
+    prompt_ids = encode_messages(
+        loaded.tokenizer, _common.request(messages, levers["neutral"]).messages, "auto"
+    )
+    repeats = 20 if args.smoke else 200
+    pick_us = {name: pick_cost_us(generator, prompt_ids, levers[name], repeats) for name in levers}
+    neutral_ms_per_token = 1000.0 / neutral_rate if neutral_rate else 0.0
+    _common.emit(
+        {
+            "benchmark": "lever_overhead",
+            "model": _common.model_name(args),
+            "machine": _common.machine(args.device),
+            "tokens": args.tokens,
+            "runs": args.runs,
+            "levers": {name: lever.to_mapping() for name, lever in levers.items()},
+            "tokens_per_s_neutral": round(neutral_rate, 2),
+            "tokens_per_s_active": round(active_rate, 2),
+            "samples_neutral": _common.rounded(samples["neutral"], 2),
+            "samples_active": _common.rounded(samples["active"], 2),
+            "ratio_active_over_neutral": result_ratio,
+            "pick_us_per_token": pick_us,
+            "pick_share_of_token_neutral": _common.ratio(
+                pick_us["neutral"] / 1000.0, neutral_ms_per_token
+            ),
+            "target": f"active / neutral >= {TARGET_RATIO}",
+            "target_met": result_ratio >= TARGET_RATIO,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

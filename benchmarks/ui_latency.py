@@ -1,0 +1,155 @@
+"""Key press to its effect on screen while a reply streams at full speed, and the UI thread's
+share of a core while streaming.
+
+The real Textual app runs headless on the real engine (EngineThread + model). A reply of
+``--tokens`` tokens streams (end-of-turn does not stop it). Meanwhile letters are typed into
+the prompt one at a time, at random gaps, the way the terminal driver delivers them (a Key
+event posted to the app); the latency of one key is the time from posting it until the
+prompt shows the letter and the screen has refreshed after that. The same is measured with no
+reply streaming, for reference.
+
+The UI thread's CPU share is its own CPU time (``time.thread_time`` on the app's thread)
+over the wall time of a second streamed reply with no typing.
+
+Target: p95 key latency while streaming under 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import _common
+
+TARGET_P95_S = 0.050
+SEED = 99
+
+
+async def key_latency(app: Any, prompt: Any, letter: str) -> float:
+    """Post one key event and wait until the prompt shows it on a refreshed screen."""
+    from textual import events
+
+    before = prompt.text
+    started = time.perf_counter()
+    app._driver.send_message(events.Key(letter, letter))  # as the terminal driver does
+    while prompt.text == before:
+        await asyncio.sleep(0.0005)
+    refreshed = asyncio.Event()
+    prompt.call_after_refresh(refreshed.set)
+    await refreshed.wait()
+    return time.perf_counter() - started
+
+
+async def type_letters(
+    app: Any, prompt: Any, count: int, rng: random.Random, while_true: Any
+) -> list[float]:
+    latencies: list[float] = []
+    for _ in range(count):
+        if not while_true():
+            break
+        latencies.append(await key_latency(app, prompt, rng.choice("abcdefghijklmnop")))
+        await asyncio.sleep(rng.uniform(0.02, 0.08))
+    return latencies
+
+
+async def main_async(args: Any) -> dict[str, Any]:
+    from leverchat.engine.types import ModelSpec
+    from leverchat.engine.worker import EngineThread
+    from leverchat.levers import Levers
+    from leverchat.ui.app import LeverChatApp
+    from leverchat.ui.screens.chat import ChatScreen
+
+    engine = EngineThread()
+    info = engine.load(ModelSpec(source=args.model, device=args.device)).result()
+    _common.never_end_of_turn(engine.generator)
+    rng = random.Random(SEED)
+    try:
+        app = LeverChatApp(_common.PreloadedEngine(engine, info), model_spec=ModelSpec(args.model))
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, ChatScreen)
+            while screen.model_info is None:
+                await pilot.pause(0.01)
+            screen.system_prompt = _common.SYSTEM_PROMPT
+            prompt = screen.prompt
+
+            async def stream_reply() -> None:
+                await screen.action_new_chat()
+                await screen.send(_common.LONG_ANSWER_PROMPT)
+                # Wait for the first streamed text: from here the engine runs at full speed.
+                view = screen.chat.reply(screen.conversation.messages[-1].id)
+                while screen.streaming and view is not None and not view.text:
+                    await asyncio.sleep(0.005)
+
+            async def until_done() -> None:
+                while screen.streaming:
+                    await asyncio.sleep(0.02)
+
+            # Warm-up reply (first forward passes, first Markdown render).
+            screen.live_levers.set(Levers(seed=SEED, max_new_tokens=4))
+            await stream_reply()
+            await until_done()
+            screen.live_levers.set(Levers(seed=SEED, max_new_tokens=args.tokens))
+
+            prompt.focus()
+            idle = await type_letters(app, prompt, args.keys, rng, lambda: True)
+            prompt.clear_prompt()
+
+            # Streaming, typing.
+            await stream_reply()
+            prompt.focus()
+            streaming = await type_letters(app, prompt, args.keys, rng, lambda: screen.streaming)
+            await until_done()
+            typed_reply = screen.last_result
+            prompt.clear_prompt()
+
+            # Streaming, hands off: the UI thread's own CPU time.
+            await stream_reply()
+            cpu_started, wall_started = time.thread_time(), time.perf_counter()
+            await until_done()
+            ui_cpu = time.thread_time() - cpu_started
+            wall = time.perf_counter() - wall_started
+            quiet_reply = screen.last_result
+    finally:
+        engine.close()
+
+    p95 = _common.percentile(streaming, 0.95)
+    return {
+        "benchmark": "ui_latency",
+        "model": _common.model_name(args),
+        "machine": _common.machine(args.device),
+        "tokens": args.tokens,
+        "keys_while_streaming": len(streaming),
+        "key_latency_s_streaming": {
+            "p50": round(_common.percentile(streaming, 0.5), 4),
+            "p95": round(p95, 4),
+            "max": round(max(streaming, default=0.0), 4),
+        },
+        "key_latency_s_idle": {
+            "p50": round(_common.percentile(idle, 0.5), 4),
+            "p95": round(_common.percentile(idle, 0.95), 4),
+        },
+        "ui_thread_core_share_streaming": _common.ratio(ui_cpu, wall),
+        "streaming_wall_s": round(wall, 3),
+        "engine_tokens_per_s": {
+            "while_typing": round(typed_reply.stats.tokens_per_s, 2) if typed_reply else None,
+            "hands_off": round(quiet_reply.stats.tokens_per_s, 2) if quiet_reply else None,
+        },
+        "target": f"p95 key latency while streaming < {TARGET_P95_S * 1000:.0f} ms",
+        "target_met": bool(streaming) and p95 < TARGET_P95_S,
+    }
+
+
+def main() -> None:
+    arguments = _common.parser(__doc__ or "", tokens=160, runs=1)
+    arguments.add_argument("--keys", type=int, default=40, help="keys typed per phase")
+    args = _common.start(arguments)
+    if args.smoke:
+        args.tokens, args.keys = min(args.tokens, 40), min(args.keys, 3)
+    _common.emit(asyncio.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Every benchmark runs in its tiny ``--smoke`` mode and prints one JSON object with its keys.
+
+No timing is asserted: a benchmark's numbers are read by people, its shape by this test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_benchmark(name: str, *options: str) -> dict[str, Any]:
+    # Passive OpenMP waiting: on a shared, busy machine spinning torch threads make even the
+    # tiny model crawl (benchmarks/cpu_threading.py); only the JSON's shape is checked here.
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--smoke", *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout)  # exactly one JSON object, nothing else
+    assert isinstance(result, dict)
+    assert result["benchmark"] == name
+    return result
+
+
+def test_multiturn_ttft_reports_both_curves_and_reuses_the_prefix(tiny_model_dir: Path) -> None:
+    result = run_benchmark("multiturn_ttft", "--model", str(tiny_model_dir))
+    assert len(result["ttft_s_with_reuse"]) == len(result["ttft_s_without_reuse"]) == 3
+    assert all(t > 0 for t in result["ttft_s_with_reuse"] + result["ttft_s_without_reuse"])
+    assert isinstance(result["target_met"], bool)
+    second_turn = result["turn_details"][1]
+    assert second_turn["reused_prefix_tokens"] > 0
+    assert second_turn["prefilled_tokens_with_reuse"] < second_turn["prefilled_tokens_without"]
+
+
+def test_lever_overhead_compares_neutral_and_active_levers(tiny_model_dir: Path) -> None:
+    result = run_benchmark("lever_overhead", "--model", str(tiny_model_dir))
+    assert result["tokens_per_s_neutral"] > 0 and result["tokens_per_s_active"] > 0
+    assert result["ratio_active_over_neutral"] > 0
+    assert set(result["pick_us_per_token"]) == {"neutral", "active"}
+    assert result["levers"]["active"]["top_k"] > 0
+    assert isinstance(result["target_met"], bool)
+
+
+def test_stream_overhead_measures_bare_engine_and_app(tiny_model_dir: Path) -> None:
+    result = run_benchmark("stream_overhead", "--model", str(tiny_model_dir))
+    assert set(result["tokens_per_s"]) == {"bare", "engine", "app"}
+    assert all(rate > 0 for rate in result["tokens_per_s"].values())
+    assert result["ratio_app_over_bare"] > 0 and result["ratio_engine_over_bare"] > 0
+    assert isinstance(result["target_met"], bool)
+
+
+def test_startup_times_the_first_frame_without_torch(tiny_model_dir: Path) -> None:
+    result = run_benchmark("startup", "--model", str(tiny_model_dir))
+    assert result["first_frame_s_stub_engine"] > 0
+    assert result["model_ready_s_warm"] > 0
+    assert result["ask_warm"]["first_token_s"] > 0
+    # The UI's import and first frame never pull in torch: the layering, not a timing.
+    assert result["torch_imported_on_ui_path"] is False
+
+
+def test_ui_latency_reports_key_latencies_and_the_ui_threads_share(tiny_model_dir: Path) -> None:
+    result = run_benchmark("ui_latency", "--model", str(tiny_model_dir))
+    assert result["keys_while_streaming"] > 0
+    assert set(result["key_latency_s_streaming"]) == {"p50", "p95", "max"}
+    assert result["ui_thread_core_share_streaming"] > 0
+    assert isinstance(result["target_met"], bool)
+
+
+def test_gpu_decode_runs_a_small_config_and_uses_the_given_bandwidth() -> None:
+    result = run_benchmark("gpu_decode", "--device", "cpu", "--bandwidth", "50")
+    assert set(result["tokens_per_s"]) == {"eager", "forward_only"}
+    assert result["parameters"] > 0
+    assert result["bandwidth_bytes_per_s"] == pytest.approx(50e9)
+    expected = 50e9 / (result["weight_bytes_per_token"] + result["kv_bytes_per_token_mid_reply"])
+    assert result["bound_tokens_per_s"] == pytest.approx(expected, rel=0.01)
+    assert set(result["fraction_of_bound"]) == {"eager", "forward_only"}
+
+
+def test_profile_decode_splits_the_time_per_token(tiny_model_dir: Path) -> None:
+    result = run_benchmark("profile_decode", "--model", str(tiny_model_dir))
+    split = result["decode_loop"]["split_ms_per_token"]
+    assert {"forward", "sampling", "detokenize", "stop_filter", "loop_rest"} <= set(split)
+    assert result["forward"]["aten_calls_per_forward"] > 0
+    assert "top_p_0.9_sort" in result["sampling_micro_us"]
+
+
+def test_cpu_variants_runs_every_variant_in_its_own_process(tiny_model_dir: Path) -> None:
+    result = run_benchmark("cpu_variants", "--model", str(tiny_model_dir))
+    assert set(result["forward_only_tokens_per_s"]) == set(result["variants"])
+    assert result["torch_threads"]["omp_threads_1"] == 1  # the setting reached the child
+
+
+def test_peer_llamacpp_skips_cleanly_or_compares() -> None:
+    result = run_benchmark("peer_llamacpp")
+    if "skipped" in result:
+        assert "llama" in result["skipped"]
+    else:
+        assert set(result["tokens_per_s"]) == {"llama_cpp", "leverchat"}
