@@ -80,6 +80,8 @@ def start(arguments: argparse.ArgumentParser, argv: list[str] | None = None) -> 
         # Set before torch loads, so it holds on every thread (the engine's included).
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     sys.stdout = sys.stderr  # library chatter must not break the one JSON object
+    # As `leverchat` itself does (cli.main): idle OpenMP threads sleep rather than spin.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("LEVERCHAT_CACHE_DIR", str(DEFAULT_CACHE_DIR))

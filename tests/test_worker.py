@@ -93,3 +93,26 @@ def test_callback_error_fails_only_that_request(engine: EngineThread) -> None:
     assert failed.stop_reason is StopReason.ERROR
     assert failed.error is not None and "terminal went away" in failed.error
     assert engine.generate(ask("Hello")).result(timeout=60).stop_reason is not StopReason.ERROR
+
+
+def test_cpu_thread_policy() -> None:
+    from leverchat.engine.worker import cpu_threads_for
+
+    assert cpu_threads_for(None, cores=2, environment={}) == 1
+    assert cpu_threads_for(None, cores=8, environment={}) == 7
+    assert cpu_threads_for(None, cores=1, environment={}) == 1
+    assert cpu_threads_for(3, cores=8, environment={}) == 3
+    # The user's OpenMP setting wins over our default, not over an explicit --threads.
+    assert cpu_threads_for(None, cores=8, environment={"OMP_NUM_THREADS": "4"}) is None
+    assert cpu_threads_for(2, cores=8, environment={"OMP_NUM_THREADS": "4"}) == 2
+
+
+def test_threads_option_reaches_the_engine_thread(tiny_model_dir: Path) -> None:
+    import torch
+
+    engine = EngineThread()
+    try:
+        engine.load(ModelSpec(source=str(tiny_model_dir), device="cpu", threads=1)).result(60)
+        assert engine.call(torch.get_num_threads).result(10) == 1
+    finally:
+        engine.close()

@@ -7,6 +7,7 @@ frame must not wait for them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before torch is imported (OpenMP reads it once): idle OpenMP threads sleep instead of
+    # spinning, so they do not take a core from the UI thread. Measured streaming into the
+    # TUI on 2 cores: 10.0 tok/s spinning, 12.2 tok/s passive. A user's setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

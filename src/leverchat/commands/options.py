@@ -39,6 +39,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="weights dtype (default: auto: bfloat16 or float16 on a GPU, float32 on the CPU)",
     )
     group.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="CPU threads for the model (default: one fewer than the cores, so the chat "
+        "stays responsive; OMP_NUM_THREADS also works)",
+    )
+    group.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="allow a model's own Python code to run (only for models you trust)",
@@ -57,7 +64,18 @@ def model_spec_from_args(args: argparse.Namespace, fallback_source: str | None =
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
         allow_pickle=args.allow_pickle,
+        threads=args.threads,
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of threads")
+    return value
 
 
 def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:

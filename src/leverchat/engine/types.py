@@ -147,6 +147,8 @@ class ModelSpec:
     dtype: str = "auto"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    # CPU threads for torch; None: one fewer than the cores (see worker.cpu_threads_for).
+    threads: int | None = None
 
 
 class ChatEngine(Protocol):

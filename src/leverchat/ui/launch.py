@@ -44,6 +44,7 @@ def run_tui(args: argparse.Namespace) -> int:
         dtype=getattr(args, "dtype", None) or "auto",
         trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
         allow_pickle=bool(getattr(args, "allow_pickle", False)),
+        threads=getattr(args, "threads", None),
     )
     history = HistorySession.open()
     resume_id, resume_problem = _chat_to_resume(args, history)
