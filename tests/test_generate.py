@@ -285,3 +285,23 @@ def test_cancel_before_start(generator: Generator) -> None:
     result = generator.run(req, None)
     assert result.stop_reason is StopReason.CANCELLED
     assert result.token_ids == ()
+
+
+def test_int8_quantised_model_generates_and_says_so(tiny_model_dir: Path) -> None:
+    quantised = load_model(ModelSpec(source=str(tiny_model_dir), device="cpu", quantize="int8"))
+    assert quantised.info.dtype.startswith("int8")
+    assert "DynamicQuantizedLinear" in repr(quantised.model) or "QuantizedLinear" in repr(
+        quantised.model
+    )
+    gen = Generator(quantised.model, quantised.tokenizer, quantised.device, 256)
+    result = gen.run(request("Hello", GREEDY), None)
+    assert result.stop_reason is not StopReason.ERROR
+    assert result.token_ids
+
+
+def test_int8_is_refused_off_the_cpu() -> None:
+    from leverchat.engine.loading import quantize_int8
+    from leverchat.engine.types import EngineError
+
+    with pytest.raises(EngineError, match="CPU only"):
+        quantize_int8(object(), torch.device("cuda"))

@@ -68,7 +68,7 @@ class Generator:
         self.device = device
         self.context_window = context_window
         self.eos_ids = _eos_ids(model, tokenizer)
-        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.vocab_size = _output_vocab_size(model)
         self._cache: Any = None
         # transformers 5.x renamed `past_key_values` to `cache`; older model code keeps it.
         parameters = inspect.signature(model.forward).parameters
@@ -270,6 +270,16 @@ class _ReplyState:
         self.pieces.append(piece)
         if on_chunk is not None:
             on_chunk(piece)
+
+
+def _output_vocab_size(model: Any) -> int:
+    """Rows of the output layer (may exceed the tokenizer's vocabulary when padded)."""
+    weight = getattr(model.get_output_embeddings(), "weight", None)
+    if callable(weight):  # dynamically quantised Linear layers expose weight()
+        weight = weight()
+    if weight is not None and hasattr(weight, "shape"):
+        return int(weight.shape[0])
+    return int(model.config.vocab_size)
 
 
 def _with(stats: Stats, **changes: Any) -> Stats:

@@ -149,6 +149,9 @@ class ModelSpec:
     allow_pickle: bool = False
     # CPU threads for torch; None: one fewer than the cores (see worker.cpu_threads_for).
     threads: int | None = None
+    # "int8": dynamic int8 quantisation of the linear layers (CPU only; faster, not
+    # bit-identical to the float model). None: the weights as loaded.
+    quantize: str | None = None
 
 
 class ChatEngine(Protocol):

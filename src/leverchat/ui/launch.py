@@ -45,6 +45,7 @@ def run_tui(args: argparse.Namespace) -> int:
         trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
         allow_pickle=bool(getattr(args, "allow_pickle", False)),
         threads=getattr(args, "threads", None),
+        quantize=getattr(args, "quantize", None),
     )
     history = HistorySession.open()
     resume_id, resume_problem = _chat_to_resume(args, history)
