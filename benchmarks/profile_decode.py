@@ -125,7 +125,9 @@ def micro_costs(vocab: int, repeats: int) -> dict[str, float]:
         "top_k_40": lambda: sampling.filter_top_k(logits, 40),
         "top_p_0.9_sort": lambda: sampling.filter_top_p(logits, 0.9),
         "min_p_0.05": lambda: sampling.filter_min_p(logits, 0.05),
-        "repetition_penalty": lambda: sampling.apply_repetition_penalty(logits, seen, 1.1),
+        "repetition_penalty": lambda: torch.where(
+            seen, sampling.penalise_repeats(logits, 1.1), logits
+        ),
         "frequency_presence": lambda: sampling.apply_frequency_presence(logits, counts, 0.3, 0.3),
         "top_p_after_top_k_40": lambda: sampling.filter_top_p(
             sampling.filter_top_k(logits, 40), 0.9

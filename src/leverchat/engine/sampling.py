@@ -18,15 +18,13 @@ if TYPE_CHECKING:
     import torch
 
 
-def apply_repetition_penalty(
-    logits: torch.Tensor, seen_mask: torch.Tensor, penalty: float
-) -> torch.Tensor:
-    """transformers' semantics: a seen token's positive logit is divided by the penalty and a
-    negative one multiplied, so a penalty above 1 always makes it less likely."""
+def penalise_repeats(logits: torch.Tensor, penalty: float) -> torch.Tensor:
+    """The repetition penalty on the logits of tokens already seen, with transformers'
+    semantics: a positive logit is divided by the penalty and a negative one multiplied, so a
+    penalty above 1 always makes the token less likely."""
     import torch
 
-    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
-    return torch.where(seen_mask, penalised, logits)
+    return torch.where(logits > 0, logits / penalty, logits * penalty)
 
 
 def apply_frequency_presence(
@@ -155,9 +153,9 @@ class TokenPicker:
             if self._seen_tensor is None:
                 self._seen_tensor = torch.tensor(list(self._seen), device=logits.device)
             logits, modified = logits.clone(), True
-            seen = logits[self._seen_tensor]
-            penalty = levers.repetition_penalty
-            logits[self._seen_tensor] = torch.where(seen > 0, seen / penalty, seen * penalty)
+            logits[self._seen_tensor] = penalise_repeats(
+                logits[self._seen_tensor], levers.repetition_penalty
+            )
         if (levers.frequency_penalty or levers.presence_penalty) and self._reply_counts:
             if self._reply_tensors is None:
                 self._reply_tensors = (
@@ -171,7 +169,10 @@ class TokenPicker:
             if not modified:
                 logits, modified = logits.clone(), True
             ids, counts = self._reply_tensors
-            logits[ids] -= counts * levers.frequency_penalty + levers.presence_penalty
+            # Every count here is at least 1, so the presence term applies to each.
+            logits[ids] = apply_frequency_presence(
+                logits[ids], counts, levers.frequency_penalty, levers.presence_penalty
+            )
         if levers.no_repeat_ngram_size:
             banned = banned_ngram_tokens(self._all_ids, levers.no_repeat_ngram_size)
             if banned:
