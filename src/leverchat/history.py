@@ -28,7 +28,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -689,29 +689,20 @@ class HistoryStore:
             return HistoryUnavailable(self.path, _damaged(self.path, text))
         return HistoryError(f"the history {self.path} failed: {text}")
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction (taken at once, so it never fails half-way on a busy lock)."""
-        with self._lock:
-            conn = self._open_connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as error:
-                _rollback_quietly(conn)
-                raise self._wrap(error) from error
-            except BaseException:
-                _rollback_quietly(conn)
-                raise
+        return self._in_transaction("BEGIN IMMEDIATE")
+
+    def _snapshot(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A read transaction: several queries see one consistent state."""
+        return self._in_transaction("BEGIN")
 
     @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: several queries see one consistent state."""
+    def _in_transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._open_connection()
             try:
-                conn.execute("BEGIN")
+                conn.execute(begin)
                 yield conn
                 conn.execute("COMMIT")
             except sqlite3.Error as error:
