@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from leverchat.commands.options import positive_int
 from leverchat.export import to_json, to_markdown, write_text_atomic
 from leverchat.history import ConversationInfo, HistoryError, HistoryStore
 from leverchat.safetext import single_line, strip_control
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run, history_action="list")
 
     listing = actions.add_parser("list", help="saved chats, most recent first (the default)")
-    listing.add_argument("--limit", type=_positive_int, metavar="N", help="show at most N chats")
+    listing.add_argument("--limit", type=positive_int, metavar="N", help="show at most N chats")
 
     show = actions.add_parser("show", help="print one chat with the provenance of each reply")
     show.add_argument("chat_id", metavar="ID", help="chat id or a unique prefix of it")
@@ -63,17 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     search = actions.add_parser("search", help="find chats whose messages contain TEXT")
     search.add_argument("text", nargs="+", metavar="TEXT", help="the text to look for (any case)")
-    search.add_argument("--limit", type=_positive_int, default=50, metavar="N")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
+    search.add_argument("--limit", type=positive_int, default=50, metavar="N")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,7 +40,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="CPU threads for the model (default: one fewer than the cores, so the chat "
         "stays responsive; OMP_NUM_THREADS also works)",
@@ -75,13 +75,14 @@ def model_spec_from_args(args: argparse.Namespace, fallback_source: str | None =
     )
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be 1 or more (--threads, --limit)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of threads")
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
     return value
 
 
