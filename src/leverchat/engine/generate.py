@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from leverchat.engine.detokenize import IncrementalDecoder, StopStringFilter
@@ -116,7 +117,7 @@ class Generator:
 
             with torch.inference_mode():
                 logits, reused = self._prefill(prompt_ids)
-                stats = _with(
+                stats = replace(
                     stats, reused_prefix_tokens=reused, prefilled_tokens=len(prompt_ids) - reused
                 )
                 stop_reason = StopReason.MAX_TOKENS
@@ -233,7 +234,7 @@ class Generator:
         decode_tokens = len(state.token_ids) - 1
         decode_time = (state.last_token_at - first) if first and state.last_token_at else 0.0
         tokens_per_s = decode_tokens / decode_time if decode_tokens > 0 and decode_time > 0 else 0.0
-        stats = _with(
+        stats = replace(
             stats,
             new_tokens=len(state.token_ids),
             time_to_first_token_s=ttft,
@@ -280,12 +281,6 @@ def _output_vocab_size(model: Any) -> int:
     if weight is not None and hasattr(weight, "shape"):
         return int(weight.shape[0])
     return int(model.config.vocab_size)
-
-
-def _with(stats: Stats, **changes: Any) -> Stats:
-    from dataclasses import replace
-
-    return replace(stats, **changes)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
