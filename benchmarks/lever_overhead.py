@@ -22,20 +22,11 @@ TARGET_RATIO = 0.9
 
 
 def lever_sets(tokens: int) -> dict[str, Any]:
-    from leverchat.levers import Levers
+    from dataclasses import replace
 
-    neutral = Levers(
-        temperature=1.0,
-        top_k=0,
-        top_p=1.0,
-        min_p=0.0,
-        typical_p=1.0,
-        repetition_penalty=1.0,
-        frequency_penalty=0.0,
-        presence_penalty=0.0,
-        seed=7,
-        max_new_tokens=tokens,
-    )
+    from leverchat.levers import Levers, neutral_levers
+
+    neutral = replace(neutral_levers(), seed=7, max_new_tokens=tokens)
     active = Levers(
         temperature=0.8,
         top_k=40,

@@ -119,3 +119,12 @@ def test_typical_p_keeps_tokens_near_the_expected_surprise() -> None:
     )
     assert 1 <= int(kept.sum()) < 100
     assert not kept[50:].any()
+
+
+def test_neutral_levers_leave_the_distribution_untouched() -> None:
+    from leverchat.levers import neutral_levers
+
+    torch.manual_seed(0)
+    logits = torch.randn(500)
+    p = picker(prompt=[1, 2, 3], reply=[4, 4, 5], vocab=500)
+    assert torch.equal(p.process(logits, neutral_levers()), logits)

@@ -348,6 +348,12 @@ class Levers:
         return self.temperature == 0.0
 
 
+def neutral_levers() -> Levers:
+    """Every lever at the value that leaves the model's distribution untouched (plain
+    sampling at temperature 1): the baseline the lever-overhead benchmark compares against."""
+    return Levers(**{spec.name: spec.neutral for spec in LEVER_SPECS})
+
+
 def random_seed() -> int:
     """A fresh seed for a reply whose seed lever is unset. 32 bits: short enough to read out
     and type back in, plenty for chat."""
