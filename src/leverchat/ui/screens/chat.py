@@ -1,8 +1,10 @@
 """The main screen: transcript, prompt, lever panel and status line, and the reply lifecycle.
 
 Threading: the engine calls back on its own thread. The chunk callback only appends to a
-locked buffer (no message per token); a timer on the UI thread drains it every 75 ms into the
-streaming Markdown. The future's done-callback posts one ``ReplyFinished`` message.
+locked buffer (no message per token); a timer on the UI thread drains it into the streaming
+Markdown when the :class:`FlushPacer` says so (every 50-250 ms, keeping the UI thread's share of
+a core small: its time holds the GIL the engine needs). The future's done-callback posts one
+``ReplyFinished`` message.
 
 History (``HistorySession``): the chat row is created at the first message; a user message is
 saved when sent, a reply when it starts (with the provenance known then), every
@@ -46,6 +48,7 @@ from leverchat.levers import Levers, LiveLevers, random_seed
 from leverchat.profiles import ProfileConflictError, ProfileError
 from leverchat.replay import ReplayLevers, compare_texts, replay_start_levers
 from leverchat.ui._safe import one_line
+from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
 from leverchat.ui.messages import (
@@ -69,7 +72,6 @@ from leverchat.ui.widgets.messages_view import ChangeMarker, Notice, ReplyView, 
 from leverchat.ui.widgets.prompt_input import PromptInput
 from leverchat.ui.widgets.status_line import StatusLine, StatusState
 
-FLUSH_INTERVAL_S = 0.075  # 50-100 ms batches: per-token Markdown writes cost a core quarter
 WIDE_LAYOUT_COLUMNS = 100  # from this width the panel shows beside the chat by default
 BOTTOM_BAR_ROWS = 2  # the status line and the footer
 SAVE_INTERVAL_S = 0.5  # a streaming reply is saved this often (kill -9 loses at most this)
@@ -155,6 +157,7 @@ class ChatScreen(Screen[None]):
         self._reply: _Reply | None = None
         self._last_settings: ReplySettings | None = None
         self._flush_timer: Timer | None = None
+        self._flush_pacer = FlushPacer()
         # The flush timer runs its callback in its own task, concurrently with this screen's
         # handlers: this lock keeps reply widget updates in order.
         self._view_lock = asyncio.Lock()
@@ -180,7 +183,9 @@ class ChatScreen(Screen[None]):
             yield Footer()
 
     def on_mount(self) -> None:
-        self._flush_timer = self.set_interval(FLUSH_INTERVAL_S, self._flush, pause=True)
+        self._flush_timer = self.set_interval(
+            self._flush_pacer.min_interval, self._flush, pause=True
+        )
         self._refresh_profile_list()
         self._apply_layout(self.app.size.width, self.app.size.height)
         self.query_one(PromptInput).focus()
@@ -415,11 +420,14 @@ class ChatScreen(Screen[None]):
                 self.post_message(ReplyFinished(reply_id, future.result()))
 
         reply.future = self.engine.generate(request, reply.buffer.append)
+        self._flush_pacer.start()
         if self._flush_timer is not None:
             self._flush_timer.resume()
         reply.future.add_done_callback(done)
 
     async def _flush(self) -> None:
+        if not self._flush_pacer.due():
+            return
         async with self._view_lock:
             await self._flush_locked()
 
@@ -429,7 +437,10 @@ class ChatScreen(Screen[None]):
             return
         text = reply.buffer.drain()
         if text:
-            await reply.view.append(text)
+            # One layout for the whole batch (the Markdown blocks and the status under them).
+            with self.app.batch_update():
+                await reply.view.append(text)
+            self._flush_pacer.flushed()
         self._save_progress(reply)
 
     def _save_progress(self, reply: _Reply, *, force: bool = False) -> None:

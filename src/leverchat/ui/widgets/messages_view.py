@@ -83,6 +83,7 @@ class ReplyView(Vertical, can_focus=True):
         self._detail = detail
         self.version = version
         self.version_count = version_count
+        self._shown_status: tuple[str, MessageStatus] | None = None
 
     def compose(self) -> ComposeResult:
         if self._plain_mode:
@@ -109,8 +110,8 @@ class ReplyView(Vertical, can_focus=True):
         elif self._plain_mode:
             self.query_one(".reply-body", Static).update(plain(self.text))
         else:
-            # The caller batches chunks (every 75 ms), so a direct append is one layout per
-            # batch. Not Markdown.get_stream(): stopping a stream whose task has not started
+            # The caller batches chunks (every 50-250 ms), so a direct append is one layout
+            # per batch. Not Markdown.get_stream(): stopping a stream whose task has not started
             # yet raises CancelledError in the caller, which silently ended the screen's
             # message loop (seen under load in the tests).
             await self.query_one(".reply-body", Markdown).append(strip_control(chunk))
@@ -174,8 +175,14 @@ class ReplyView(Vertical, can_focus=True):
         return Content(label + ": ") + plain(self._detail)
 
     def _refresh_status(self) -> None:
-        status = self.query_one(".reply-status", Static)
         content = self._status_content()
+        # Content equality ignores styles, so compare the markup (and the status: its class).
+        shown = (content.markup, self.status)
+        if shown == self._shown_status:
+            # Unchanged (the streaming cursor on every batch): an update would cost a layout.
+            return
+        self._shown_status = shown
+        status = self.query_one(".reply-status", Static)
         status.update(content)
         status.set_class(self.status is MessageStatus.FAILED, "-failed")
         status.set_class(self.status is MessageStatus.STOPPED, "-stopped")
