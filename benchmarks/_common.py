@@ -110,12 +110,13 @@ def tiny_model_dir() -> Path:
     return folder
 
 
-def load(args: argparse.Namespace, dtype: str = "auto") -> Any:
+def load(args: argparse.Namespace, dtype: str = "auto", quantize: str | None = None) -> Any:
     """Load the model of ``args`` through leverchat's own loader (a LoadedModel)."""
     from leverchat.engine.loading import load_model
     from leverchat.engine.types import ModelSpec
 
-    return load_model(ModelSpec(source=args.model, device=args.device, dtype=dtype))
+    spec = ModelSpec(source=args.model, device=args.device, dtype=dtype, quantize=quantize)
+    return load_model(spec)
 
 
 def model_name(args: argparse.Namespace) -> str:

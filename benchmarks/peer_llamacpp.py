@@ -9,7 +9,10 @@ Both run the same chat-templated prompt with the same sampling levers for exactl
 ``--tokens`` tokens (end-of-turn does not stop either); the rate is the decode rate (tokens
 after the first over the time from first to last), so the prompt's prefill is left out. The
 runs alternate. llama.cpp runs the Q4_1 weights as they are; leverchat the dequantised
-float32 conversion.
+float32 conversion (``leverchat``, the default) and, on the CPU, the same with its linear layers
+quantised to int8 on load (``leverchat_int8``: ``leverchat --quantize int8``). Each side uses
+its own default: llama.cpp every core (``n_threads``), leverchat one fewer than the cores
+(the engine thread's policy, which leaves a core to the UI) unless ``--threads`` is given.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import _common
@@ -37,6 +41,12 @@ def llama_cpp_rate(llm: Any, prompt_text: str, tokens: int, levers: Any) -> floa
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
+def torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
 def main() -> None:
     args = _common.start(_common.parser(__doc__ or "", tokens=64, runs=3))
     base: dict[str, Any] = {"benchmark": "peer_llamacpp", "machine": _common.machine("cpu")}
@@ -48,10 +58,14 @@ def main() -> None:
         args.tokens, args.runs = min(args.tokens, 4), 1
         args.model = None  # llama.cpp needs the GGUF: the smoke run uses the bundled model too
 
-    from llama_cpp import Llama  # type: ignore[import-not-found]
+    from llama_cpp import Llama  # type: ignore[import-not-found,unused-ignore]
 
     from leverchat.engine.bundled import bundled_gguf_path
+    from leverchat.engine.worker import configure_cpu_threads
     from leverchat.levers import Levers
+
+    # leverchat's own thread policy (one fewer than the cores unless --threads), as in the app.
+    configure_cpu_threads(args.threads)
 
     gguf = str(bundled_gguf_path())
     loaded = _common.load(args)
@@ -69,17 +83,22 @@ def main() -> None:
     threads = os.cpu_count() or 1
     llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, seed=SEED, verbose=False)
 
-    def leverchat_rate() -> float:
-        result = _common.check_result(generator.run(_common.request(messages, levers), None))
-        return float(result.stats.tokens_per_s)
+    def rate_of(engine: Any) -> Callable[[], float]:
+        def leverchat_rate() -> float:
+            result = _common.check_result(engine.run(_common.request(messages, levers), None))
+            return float(result.stats.tokens_per_s)
 
-    samples = _common.alternate(
-        {
-            "llama_cpp": lambda: llama_cpp_rate(llm, prompt_text, args.tokens, levers),
-            "leverchat": leverchat_rate,
-        },
-        args.runs,
-    )
+        return leverchat_rate
+
+    variants = {
+        "llama_cpp": lambda: llama_cpp_rate(llm, prompt_text, args.tokens, levers),
+        "leverchat": rate_of(generator),
+    }
+    if args.device == "cpu":
+        int8 = _common.make_generator(_common.load(args, quantize="int8"))
+        _common.never_end_of_turn(int8)
+        variants["leverchat_int8"] = rate_of(int8)
+    samples = _common.alternate(variants, args.runs)
     rates = {name: _common.median(values) for name, values in samples.items()}
     base.update(
         {
@@ -87,9 +106,13 @@ def main() -> None:
             "tokens": args.tokens,
             "runs": args.runs,
             "llama_cpp_threads": threads,
+            "leverchat_torch_threads": torch_threads(),
             "tokens_per_s": {name: round(rate, 2) for name, rate in rates.items()},
             "samples": {name: _common.rounded(values, 2) for name, values in samples.items()},
             "leverchat_over_llama_cpp": _common.ratio(rates["leverchat"], rates["llama_cpp"]),
+            "leverchat_int8_over_llama_cpp": _common.ratio(
+                rates.get("leverchat_int8", 0.0), rates["llama_cpp"]
+            ),
             "goal": "toward 0.5 (half of llama.cpp's speed)",
         }
     )

@@ -52,6 +52,19 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "SmolLM2, replies not bit-identical to the float model)",
     )
     group.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the decoding step with torch.compile and a KV cache sized once "
+        "(--context); for GPUs: the first start spends a minute or more compiling",
+    )
+    group.add_argument(
+        "--context",
+        type=positive_int,
+        metavar="TOKENS",
+        help="use at most TOKENS of context (default: the model's window; 4096 with "
+        "--compile, whose cache is allocated at this size)",
+    )
+    group.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="allow a model's own Python code to run (only for models you trust)",
@@ -72,6 +85,8 @@ def model_spec_from_args(args: argparse.Namespace, fallback_source: str | None =
         allow_pickle=args.allow_pickle,
         threads=args.threads,
         quantize=args.quantize,
+        compile=args.compile,
+        context=args.context,
     )
 
 

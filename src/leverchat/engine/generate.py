@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from leverchat.engine.compiled import CompiledStep
 from leverchat.engine.detokenize import IncrementalDecoder, StopStringFilter
 from leverchat.engine.prompt import encode_messages, encode_within_budget
 from leverchat.engine.sampling import TokenPicker
@@ -63,17 +64,33 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 class Generator:
     """Runs requests against one model, keeping the KV cache of the last turn."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: torch.device, context_window: int):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        device: torch.device,
+        context_window: int,
+        *,
+        compile: bool = False,
+        compile_backend: str = "inductor",
+    ):
+        """``context_window``: the most tokens a turn may hold (the static cache's size with
+        ``compile``: see compiled.py, and call :meth:`warm_up` before the first reply)."""
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.context_window = context_window
         self.eos_ids = _eos_ids(model, tokenizer)
         self.vocab_size = _output_vocab_size(model)
-        self._cache: Any = None
         # transformers 5.x renamed `past_key_values` to `cache`; older model code keeps it.
         parameters = inspect.signature(model.forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        self.compiled: CompiledStep | None = (
+            CompiledStep(model, device, context_window, backend=compile_backend)
+            if compile
+            else None
+        )
+        self._cache: Any = self.compiled.cache if self.compiled is not None else None
         # The tokens whose keys and values are in the cache, in order.
         self._cached_ids: list[int] = []
 
@@ -83,8 +100,24 @@ class Generator:
         return len(encode_messages(self.tokenizer, messages, prompt_format))
 
     def reset_cache(self) -> None:
-        self._cache = None
+        if self.compiled is not None:
+            self.compiled.empty()  # the static cache is kept for the whole session
+        else:
+            self._cache = None
         self._cached_ids = []
+
+    def warm_up(self) -> float | None:
+        """Compile the decode step now (with ``compile``), so the first reply does not wait
+        for it. Returns the seconds it took, None without ``compile``."""
+        if self.compiled is None:
+            return None
+        import torch
+
+        token = next(iter(sorted(self.eos_ids)), 0)
+        with torch.inference_mode():
+            seconds = self.compiled.warm_up(self._forward, self._cache_argument, token)
+        self._cached_ids = []
+        return seconds
 
     def run(self, request: GenerationRequest, on_chunk: ChunkCallback | None) -> GenerationResult:
         import torch
@@ -162,7 +195,7 @@ class Generator:
                         # Done: skip the forward pass whose logits nobody would use.
                         stop_reason = StopReason.MAX_TOKENS
                         break
-                    logits = self._forward([token])
+                    logits = self._step(token)
             if stop_reason is not StopReason.STOP_STRING:
                 state.emit(stop_filter.flush(), on_chunk)
             return self._result(state, stop_reason, stats, seed, start_levers, started)
@@ -194,7 +227,10 @@ class Generator:
         # At least one token must be fed to get logits for the next one.
         reused = min(reused, len(prompt_ids) - 1)
         if self._cache is None or reused <= 0:
-            self._cache = DynamicCache(config=self.model.config)
+            if self.compiled is not None:
+                self.compiled.empty()
+            else:
+                self._cache = DynamicCache(config=self.model.config)
             self._cached_ids = []
             reused = 0
         elif len(self._cached_ids) > reused:
@@ -202,6 +238,13 @@ class Generator:
             self._cache.crop(-(len(self._cached_ids) - reused))
             del self._cached_ids[reused:]
         return self._forward(prompt_ids[reused:]), reused
+
+    def _step(self, token: int) -> Any:
+        """The logits after one more token: the compiled step when there is one."""
+        if self.compiled is None:
+            return self._forward([token])
+        self._cached_ids.append(token)
+        return self.compiled.step(self._cache_argument, token)
 
     def _forward(self, ids: list[int]) -> Any:
         import torch

@@ -42,6 +42,7 @@ STAGE_TOKENIZER = "loading tokenizer"
 STAGE_WEIGHTS = "loading weights"
 STAGE_DEVICE = "moving to device"
 STAGE_QUANTIZING = "quantizing"
+STAGE_COMPILING = "compiling"  # run by the engine thread after loading (--compile)
 STAGE_READY = "ready"
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")

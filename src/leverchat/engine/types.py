@@ -152,6 +152,10 @@ class ModelSpec:
     # "int8": dynamic int8 quantisation of the linear layers (CPU only; faster, not
     # bit-identical to the float model). None: the weights as loaded.
     quantize: str | None = None
+    # Compile the one-token step with a static KV cache sized once (see engine/compiled.py).
+    compile: bool = False
+    # The most tokens of context to use; None: the model's window (4096 at most with compile).
+    context: int | None = None
 
 
 class ChatEngine(Protocol):

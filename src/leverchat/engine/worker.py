@@ -15,15 +15,17 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from leverchat.engine.loading import STAGE_COMPILING, STAGE_READY
 from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
     EngineError,
     GenerationRequest,
     GenerationResult,
+    LoadProgress,
     ModelInfo,
     ModelSpec,
     ProgressCallback,
@@ -48,6 +50,55 @@ class _Job:
     run: Callable[[], Any]
     future: Future[Any]
     cancel: threading.Event | None = None
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Refuse option combinations that cannot work, before anything is loaded."""
+    if spec.compile and spec.quantize:
+        raise EngineError(
+            f"--compile and --quantize {spec.quantize} cannot be combined (the quantised "
+            "layers do not compile); drop one of them"
+        )
+    if spec.context is not None and spec.context < 2:
+        raise EngineError(f"--context must be at least 2 tokens, not {spec.context}")
+
+
+def session_context_window(model_window: int, spec: ModelSpec) -> int:
+    """The context this session uses: the model's window, capped by --context (and, with
+    --compile, by the static cache's default size)."""
+    from leverchat.engine.compiled import DEFAULT_COMPILED_CONTEXT
+
+    if spec.context is not None:
+        return min(model_window, spec.context)
+    if spec.compile:
+        return min(model_window, DEFAULT_COMPILED_CONTEXT)
+    return model_window
+
+
+def compile_message(device: str) -> str:
+    return (
+        f"Compiling the model for {device} (torch.compile: a minute or more; later starts "
+        "reuse torch's compile cache)"
+    )
+
+
+def _without_ready(progress: ProgressCallback | None) -> ProgressCallback | None:
+    if progress is None:
+        return None
+    report = progress
+
+    def forward(step: LoadProgress) -> None:
+        if step.stage != STAGE_READY:
+            report(step)
+
+    return forward
+
+
+def _report(
+    progress: ProgressCallback | None, stage: str, message: str, fraction: float | None = None
+) -> None:
+    if progress is not None:
+        progress(LoadProgress(stage, message, fraction))
 
 
 def _default_loader(spec: ModelSpec, progress: ProgressCallback | None) -> LoadedModel:
@@ -81,16 +132,31 @@ class EngineThread:
             self.info = None
             configure_cpu_threads(spec.threads)
             try:
-                loaded = self._loader(spec, progress)
+                check_spec(spec)
+                # With --compile the model is ready only once compiled: hold loading's "ready".
+                loaded = self._loader(spec, _without_ready(progress) if spec.compile else progress)
+                window = session_context_window(loaded.info.context_window, spec)
+                generator = Generator(
+                    loaded.model,
+                    loaded.tokenizer,
+                    loaded.device,
+                    window,
+                    compile=spec.compile,
+                )
+                if spec.compile:
+                    _report(progress, STAGE_COMPILING, compile_message(loaded.info.device))
+                    seconds = generator.warm_up()
+                    log.info("the compiled step was ready in %.1f s", seconds or 0.0)
             except Exception as error:
                 self._load_error = str(error)
                 raise
             self._load_error = None
-            self._generator = Generator(
-                loaded.model, loaded.tokenizer, loaded.device, loaded.info.context_window
-            )
-            self.info = loaded.info
-            return loaded.info
+            self._generator = generator
+            device = loaded.info.device + (", compiled" if spec.compile else "")
+            self.info = replace(loaded.info, context_window=window, device=device)
+            if spec.compile:
+                _report(progress, STAGE_READY, f"{loaded.info.name} is ready on {device}", 1.0)
+            return self.info
 
         return self._submit(run)
 

@@ -46,6 +46,8 @@ def run_tui(args: argparse.Namespace) -> int:
         allow_pickle=bool(getattr(args, "allow_pickle", False)),
         threads=getattr(args, "threads", None),
         quantize=getattr(args, "quantize", None),
+        compile=bool(getattr(args, "compile", False)),
+        context=getattr(args, "context", None),
     )
     history = HistorySession.open()
     resume_id, resume_problem = _chat_to_resume(args, history)
