@@ -90,6 +90,14 @@ def test_gpu_decode_runs_a_small_config_and_uses_the_given_bandwidth() -> None:
     assert set(result["fraction_of_bound"]) == {"eager", "forward_only"}
 
 
+def test_gpu_decode_compiled_variant_never_recompiles_between_turns() -> None:
+    result = run_benchmark("gpu_decode", "--device", "cpu", "--compile", "--context", "512")
+    assert "error" not in result["compile"], result["compile"]
+    assert result["compile"]["how"] == "Generator(compile=True)"
+    assert result["compile"]["graphs_built_after_warm_up"] == 0
+    assert result["tokens_per_s"]["compiled"] > 0
+
+
 def test_profile_decode_splits_the_time_per_token(tiny_model_dir: Path) -> None:
     result = run_benchmark("profile_decode", "--model", str(tiny_model_dir))
     split = result["decode_loop"]["split_ms_per_token"]
@@ -109,4 +117,5 @@ def test_peer_llamacpp_skips_cleanly_or_compares() -> None:
     if "skipped" in result:
         assert "llama" in result["skipped"]
     else:
-        assert set(result["tokens_per_s"]) == {"llama_cpp", "leverchat"}
+        assert set(result["tokens_per_s"]) == {"llama_cpp", "leverchat", "leverchat_int8"}
+        assert result["leverchat_over_llama_cpp"] > 0
