@@ -130,6 +130,16 @@ def start_a_long_reply(home: Path, model: Path, *args: str) -> tuple[Terminal, s
     return app, (streamed_reply(db) or ("", ""))[1]
 
 
+def question_shown(app: Terminal) -> bool:
+    """Whether the chat shows the question; if not, page up once (a long saved reply fills
+    the 24 rows and the chat opens at its end)."""
+    if b"Tell me a story" in app.output:
+        return True
+    app.type("\x1b[5~")  # Page Up
+    time.sleep(0.3)
+    return False
+
+
 def only_chat(db: Path):
     with HistoryStore(db) as store:
         (info,) = store.list_conversations()
@@ -175,7 +185,7 @@ def test_kill_9_mid_reply_then_continue_shows_it_interrupted(tmp_path, tiny_long
     resumed = Terminal(home, "--model", str(tiny_long_model_dir), "--device", "cpu", "-c")
     try:
         resumed.wait_until(lambda: b"interrupted" in resumed.output, "the reply marked")
-        assert b"Tell me a story" in resumed.output
+        resumed.wait_until(lambda: question_shown(resumed), "the question above the reply")
         resumed.process.send_signal(signal.SIGTERM)
         resumed.wait_exit()
     finally:
