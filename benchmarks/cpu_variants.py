@@ -4,8 +4,10 @@ quantisation settings: which one should the engine use?
 OpenMP settings only take effect before torch is imported, so each variant runs in its own
 child process (alternating, ``--runs`` rounds): torch's default (one thread per core, GNU
 OpenMP's spinning wait), ``OMP_NUM_THREADS=1``, ``OMP_WAIT_POLICY=PASSIVE``, eager (matmul)
-attention instead of SDPA, and, with passive waiting, bfloat16 weights and int8 dynamic
-quantisation of every Linear (``torch.ao.quantization.quantize_dynamic``). Each child loads the
+attention instead of SDPA, and, with passive waiting, bfloat16 weights, int8 dynamic
+quantisation of every Linear (``--quantize int8``) and the weights in their loaded row-major
+layout (``passive_row_major``: without the per-shape layout choice of engine/cpu_layout.py;
+every other variant loads as leverchat does). Each child loads the
 model, prefills a fixed prompt and times ``--tokens`` single-token forward passes with an
 argmax (no sampling), so the numbers isolate the forward pass. No target.
 """
@@ -28,30 +30,37 @@ VARIANTS: dict[str, dict[str, str]] = {
     "eager_attention": {"LEVERCHAT_BENCH_ATTENTION": "eager"},
     "passive_bfloat16": {"OMP_WAIT_POLICY": "PASSIVE", "LEVERCHAT_BENCH_DTYPE": "bfloat16"},
     "passive_int8_dynamic": {"OMP_WAIT_POLICY": "PASSIVE", "LEVERCHAT_BENCH_QUANTIZE": "int8"},
+    # The weights as loaded, without engine/cpu_layout.py's per-shape layout choice.
+    "passive_row_major": {"OMP_WAIT_POLICY": "PASSIVE", "LEVERCHAT_BENCH_LAYOUT": "row-major"},
 }
-# A --smoke run checks that settings reach the child and that the int8 path runs.
-SMOKE_VARIANTS = ("default", "omp_threads_1", "passive_int8_dynamic")
+# A --smoke run checks that settings reach the child and that the int8 and row-major paths run.
+SMOKE_VARIANTS = ("default", "omp_threads_1", "passive_int8_dynamic", "passive_row_major")
 _VARIANT_KEYS = (
     "OMP_NUM_THREADS",
     "OMP_WAIT_POLICY",
     "LEVERCHAT_BENCH_ATTENTION",
     "LEVERCHAT_BENCH_DTYPE",
     "LEVERCHAT_BENCH_QUANTIZE",
+    "LEVERCHAT_BENCH_LAYOUT",
 )
 
 
 def child(args: Any) -> None:
     import torch
 
-    loaded = _common.load(args, dtype=os.environ.get("LEVERCHAT_BENCH_DTYPE", "auto"))
+    if os.environ.get("LEVERCHAT_BENCH_LAYOUT") == "row-major":
+        from leverchat.engine import loading
+
+        loading.tune_linear_layouts = lambda model: []  # type: ignore[attr-defined]
+    loaded = _common.load(
+        args,
+        dtype=os.environ.get("LEVERCHAT_BENCH_DTYPE", "auto"),
+        quantize=os.environ.get("LEVERCHAT_BENCH_QUANTIZE"),
+    )
     attention = os.environ.get("LEVERCHAT_BENCH_ATTENTION")
     if attention:
         loaded.model.set_attn_implementation(attention)
     generator = _common.make_generator(loaded)
-    if os.environ.get("LEVERCHAT_BENCH_QUANTIZE") == "int8":
-        generator.model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-            loaded.model, {torch.nn.Linear}, dtype=torch.qint8
-        )
     with torch.inference_mode():
         token = int(generator._forward(list(range(100, 140))).argmax())
         for _ in range(4):

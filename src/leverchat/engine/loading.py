@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from leverchat.engine import bundled, gguf_cache
+from leverchat.engine.cpu_layout import tune_linear_layouts
 from leverchat.engine.logsetup import route_library_output_to_log
 from leverchat.engine.safetensors_check import SafetensorsDamaged, check_safetensors_file
 from leverchat.engine.types import (
@@ -363,6 +364,9 @@ def _load_folder(
         report(STAGE_QUANTIZING, "Quantising the linear layers to int8", None)
         model = quantize_int8(model, device)
         dtype_label = f"int8 dynamic ({dtype_label} activations)"
+    elif device.type == "cpu" and not spec.compile and not several_gpus:
+        # One-row products stream each weight from memory; pick the faster layout per shape.
+        tune_linear_layouts(model)
     model_device = model.get_input_embeddings().weight.device
     device_label = f"cuda ({torch.cuda.device_count()} GPUs)" if several_gpus else str(device)
     info = ModelInfo(
