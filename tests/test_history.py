@@ -787,8 +787,12 @@ def test_two_processes_open_and_write_at_the_same_time(tmp_path: Path, db_path: 
     ]
     try:
         for process in processes:
-            assert process.stdout is not None
-            assert process.stdout.readline().strip() == "ready", process.stderr
+            assert process.stdout is not None and process.stderr is not None
+            line = process.stdout.readline().strip()
+            if line != "ready":  # it ended before opening the store: say why
+                process.wait(timeout=30)
+                why = process.stderr.read()
+                raise AssertionError(f"{line!r}, exit {process.returncode}: {why}")
         go.touch()
         for process in processes:
             out, err = process.communicate(timeout=120)
@@ -866,3 +870,29 @@ def test_sigkill_while_streaming_leaves_an_interrupted_reply(tmp_path: Path, db_
         assert (reply.provenance.seed, reply.provenance.levers.temperature) == (7, 0.9)
         assert reopened.interrupted_on_open == (reply.id,)
     assert integrity(db_path) == "ok"
+
+
+def test_a_history_created_while_another_start_checks_it_is_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two leverchat starts at once on a fresh install: one creates the schema while the
+    other is checking the file. The check must see one snapshot, not a half-made history."""
+    path = tmp_path / "history.sqlite3"
+    starting = sqlite3.connect(path)  # what the first instance does before migrating
+    starting.execute("PRAGMA journal_mode = WAL")
+    starting.close()
+    real_schema_problem = history_module.schema_problem
+    created = threading.Event()
+
+    def schema_created_meanwhile(conn: sqlite3.Connection, version: int) -> str | None:
+        if not created.is_set():
+            created.set()  # the other instance's own check goes straight through
+            other = threading.Thread(target=lambda: HistoryStore(path).close())
+            other.start()
+            other.join(timeout=30)
+        return real_schema_problem(conn, version)
+
+    monkeypatch.setattr(history_module, "schema_problem", schema_created_meanwhile)
+    history_module.check_database_file(path)  # must not say "tables of another program"
+    with HistoryStore(path) as store:
+        assert store.list_conversations() == []

@@ -486,6 +486,10 @@ def check_database_file(path: Path) -> None:
     except sqlite3.Error as error:
         raise _check_failed(path, error) from error
     try:
+        # One read transaction: every check sees the same snapshot. Without it, another
+        # process creating the schema between the version read and the table listing made a
+        # brand-new history look like "tables of another program" (two starts at once).
+        conn.execute("BEGIN")
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             _refuse_unknown(conn, path, version)
@@ -497,6 +501,7 @@ def check_database_file(path: Path) -> None:
     except sqlite3.Error as error:
         raise _check_failed(path, error) from error
     finally:
+        _rollback_quietly(conn)
         conn.close()
 
 
