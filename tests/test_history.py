@@ -896,3 +896,39 @@ def test_a_history_created_while_another_start_checks_it_is_not_refused(
     history_module.check_database_file(path)  # must not say "tables of another program"
     with HistoryStore(path) as store:
         assert store.list_conversations() == []
+
+
+class LockedAtFirst:
+    """A connection whose WAL switch is refused ``times`` times, as SQLite does at once while
+    another process holds the file (seen in CI with two starts on a fresh install)."""
+
+    def __init__(self, times: int, message: str = "database is locked") -> None:
+        self.times = times
+        self.message = message
+        self.calls = 0
+
+    def execute(self, sql: str) -> None:
+        assert sql == "PRAGMA journal_mode = WAL"
+        self.calls += 1
+        if self.calls <= self.times:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_switching_to_wal_retries_while_the_file_is_locked() -> None:
+    conn = LockedAtFirst(times=3)
+    history_module._switch_to_wal(conn, timeout_s=5)  # type: ignore[arg-type]
+    assert conn.calls == 4
+
+
+def test_switching_to_wal_gives_up_after_the_busy_timeout() -> None:
+    conn = LockedAtFirst(times=1_000)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        history_module._switch_to_wal(conn, timeout_s=0.2)  # type: ignore[arg-type]
+    assert 1 < conn.calls < 1_000
+
+
+def test_switching_to_wal_does_not_retry_other_errors() -> None:
+    conn = LockedAtFirst(times=1, message="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        history_module._switch_to_wal(conn, timeout_s=5)  # type: ignore[arg-type]
+    assert conn.calls == 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
@@ -519,6 +520,27 @@ def _check_failed(path: Path, error: sqlite3.Error) -> HistoryError:
     return HistoryUnavailable(path, _damaged(path, text))
 
 
+def _switch_to_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
+
+    Switching a new database to WAL needs an exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, while another connection reads the file: two
+    leverchat starts on a fresh install (one checking the file, one switching) failed so.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            text = str(error)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def _rollback_quietly(conn: sqlite3.Connection) -> None:
     try:
         if conn.in_transaction:
@@ -655,7 +677,7 @@ class HistoryStore:
             raise HistoryError(f"cannot open the history {self.path}: {error}") from error
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn, self._busy_timeout_s)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.create_function("casefold", 1, _casefold, deterministic=True)
