@@ -227,11 +227,9 @@ class Generator:
         # At least one token must be fed to get logits for the next one.
         reused = min(reused, len(prompt_ids) - 1)
         if self._cache is None or reused <= 0:
-            if self.compiled is not None:
-                self.compiled.empty()
-            else:
+            self.reset_cache()
+            if self._cache is None:
                 self._cache = DynamicCache(config=self.model.config)
-            self._cached_ids = []
             reused = 0
         elif len(self._cached_ids) > reused:
             # transformers 5.x: crop() takes the number of tokens to remove, negated.

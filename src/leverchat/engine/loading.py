@@ -90,7 +90,7 @@ class ResolvedSource:
 
 def load_model(spec: ModelSpec, progress: ProgressCallback | None = None) -> LoadedModel:
     """Load the model ``spec`` names; EngineError with an actionable message on any problem."""
-    report = _reporter(progress)
+    report = progress_reporter(progress)
     route_library_output_to_log()
     report(STAGE_LOCATING, "Locating the model", None)
     source = resolve_source(spec.source)
@@ -539,7 +539,9 @@ def _check_architecture(config: dict[str, Any], config_path: Path, spec: ModelSp
 _Report = Callable[[str, str, float | None], None]
 
 
-def _reporter(progress: ProgressCallback | None) -> _Report:
+def progress_reporter(progress: ProgressCallback | None) -> _Report:
+    """``report(stage, message, fraction)`` for an optional progress callback."""
+
     def report(stage: str, message: str, fraction: float | None) -> None:
         if progress is not None:
             progress(LoadProgress(stage=stage, message=message, fraction=fraction))

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from leverchat.engine.loading import STAGE_COMPILING, STAGE_READY
+from leverchat.engine.loading import STAGE_COMPILING, STAGE_READY, progress_reporter
 from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
@@ -94,13 +94,6 @@ def _without_ready(progress: ProgressCallback | None) -> ProgressCallback | None
     return forward
 
 
-def _report(
-    progress: ProgressCallback | None, stage: str, message: str, fraction: float | None = None
-) -> None:
-    if progress is not None:
-        progress(LoadProgress(stage, message, fraction))
-
-
 def _default_loader(spec: ModelSpec, progress: ProgressCallback | None) -> LoadedModel:
     from leverchat.engine.loading import load_model
 
@@ -131,6 +124,7 @@ class EngineThread:
             self._generator = None
             self.info = None
             configure_cpu_threads(spec.threads)
+            report = progress_reporter(progress)
             try:
                 check_spec(spec)
                 # With --compile the model is ready only once compiled: hold loading's "ready".
@@ -144,7 +138,7 @@ class EngineThread:
                     compile=spec.compile,
                 )
                 if spec.compile:
-                    _report(progress, STAGE_COMPILING, compile_message(loaded.info.device))
+                    report(STAGE_COMPILING, compile_message(loaded.info.device), None)
                     seconds = generator.warm_up()
                     log.info("the compiled step was ready in %.1f s", seconds or 0.0)
             except Exception as error:
@@ -155,7 +149,7 @@ class EngineThread:
             device = loaded.info.device + (", compiled" if spec.compile else "")
             self.info = replace(loaded.info, context_window=window, device=device)
             if spec.compile:
-                _report(progress, STAGE_READY, f"{loaded.info.name} is ready on {device}", 1.0)
+                report(STAGE_READY, f"{loaded.info.name} is ready on {device}", 1.0)
             return self.info
 
         return self._submit(run)

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import TextIO
 
-from leverchat.engine.types import ModelSpec
+from leverchat.commands.options import model_spec_from_args
 from leverchat.history import HistoryError
 from leverchat.ui.history_session import HistorySession
 
@@ -38,17 +38,7 @@ def run_tui(args: argparse.Namespace) -> int:
     from leverchat.engine.worker import EngineThread
     from leverchat.ui.app import LeverChatApp
 
-    spec = ModelSpec(
-        source=getattr(args, "model", None),
-        device=getattr(args, "device", None) or "auto",
-        dtype=getattr(args, "dtype", None) or "auto",
-        trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
-        allow_pickle=bool(getattr(args, "allow_pickle", False)),
-        threads=getattr(args, "threads", None),
-        quantize=getattr(args, "quantize", None),
-        compile=bool(getattr(args, "compile", False)),
-        context=getattr(args, "context", None),
-    )
+    spec = model_spec_from_args(args)
     history = HistorySession.open()
     resume_id, resume_problem = _chat_to_resume(args, history)
     if resume_problem is not None and getattr(args, "chat", None) and history.enabled:
