@@ -202,11 +202,15 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._started
 
 
-def make_generator(loaded: Any) -> Any:
-    """A Generator over a LoadedModel, as the engine thread builds it."""
+def make_generator(loaded: Any, *, endless: bool = False) -> Any:
+    """A Generator over a LoadedModel, as the engine thread builds it; ``endless``: one that
+    never ends a turn by itself (:func:`never_end_of_turn`)."""
     from leverchat.engine.generate import Generator
 
-    return Generator(loaded.model, loaded.tokenizer, loaded.device, loaded.info.context_window)
+    generator = Generator(loaded.model, loaded.tokenizer, loaded.device, loaded.info.context_window)
+    if endless:
+        never_end_of_turn(generator)
+    return generator
 
 
 def never_end_of_turn(generator: Any) -> None:

@@ -72,8 +72,7 @@ def main() -> None:
     from leverchat.engine.prompt import encode_messages
 
     loaded = _common.load(args)
-    generator = _common.make_generator(loaded)
-    _common.never_end_of_turn(generator)
+    generator = _common.make_generator(loaded, endless=True)
     messages = [("system", _common.SYSTEM_PROMPT), ("user", _common.LONG_ANSWER_PROMPT)]
     levers = lever_sets(args.tokens)
     last: dict[str, Any] = {}

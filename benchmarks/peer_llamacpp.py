@@ -69,8 +69,7 @@ def main() -> None:
 
     gguf = str(bundled_gguf_path())
     loaded = _common.load(args)
-    generator = _common.make_generator(loaded)
-    _common.never_end_of_turn(generator)
+    generator = _common.make_generator(loaded, endless=True)
     levers = Levers(temperature=0.7, top_p=0.95, min_p=0.05, top_k=0, seed=SEED)
     levers = levers.with_value("max_new_tokens", args.tokens)
     messages = [("system", _common.SYSTEM_PROMPT), ("user", _common.LONG_ANSWER_PROMPT)]
@@ -95,8 +94,7 @@ def main() -> None:
         "leverchat": rate_of(generator),
     }
     if args.device == "cpu":
-        int8 = _common.make_generator(_common.load(args, quantize="int8"))
-        _common.never_end_of_turn(int8)
+        int8 = _common.make_generator(_common.load(args, quantize="int8"), endless=True)
         variants["leverchat_int8"] = rate_of(int8)
     samples = _common.alternate(variants, args.runs)
     rates = {name: _common.median(values) for name, values in samples.items()}

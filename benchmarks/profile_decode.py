@@ -168,8 +168,7 @@ def main() -> None:
     from leverchat.levers import Levers
 
     loaded = _common.load(args)
-    generator = _common.make_generator(loaded)
-    _common.never_end_of_turn(generator)
+    generator = _common.make_generator(loaded, endless=True)
     messages = [("system", _common.SYSTEM_PROMPT), ("user", _common.LONG_ANSWER_PROMPT)]
     default_levers = Levers(seed=3, max_new_tokens=args.tokens)  # the chat defaults
     prompt_ids = encode_messages(
