@@ -636,9 +636,11 @@ def test_odd_files_in_the_folder_are_listed_broken_without_hanging(
     (profiles_dir / "huge.toml").write_bytes(b"# " + b"x" * 1_000_000 + b"\n")
     errors = {e.path.name: e.error.message for e in store.list() if e.error is not None}
     assert errors == {
-        "pipe.toml": "is not a regular file",
+        "pipe.toml": "is a named pipe (FIFO), not a regular file, so it was not read: "
+        "put a real profile file there (or remove it)",
         "folder.toml": "is a folder, not a profile file",
         "dangling.toml": "is a link to a missing file",
-        "huge.toml": "is 1000003 bytes; a profile is a few kilobytes, so it was not loaded",
+        "huge.toml": "is 1000003 bytes; a profile file is far smaller (the limit is 1000000 "
+        "bytes), so it was not read: is it the right file?",
     }
     assert store.load("pirate").builtin

@@ -30,7 +30,6 @@ import enum
 import hashlib
 import os
 import re
-import stat
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from leverchat import paths
+from leverchat.bounded import short_repr
 from leverchat.engine.types import PromptFormat
 from leverchat.levers import LEVER_NAMES, LeverError, Levers, suggest_key
 from leverchat.tomlio import (
@@ -48,6 +48,7 @@ from leverchat.tomlio import (
     remove_stale_temp_files,
     write_toml_atomic,
 )
+from leverchat.userfile import UserFileError, read_user_file
 
 try:  # Advisory locking between leverchat processes; not available on Windows.
     import fcntl
@@ -250,10 +251,8 @@ def _normalise_newlines(text: str) -> str:
 
 
 def _describe(value: object) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{text} ({type(value).__name__})"
+    # short_repr: a full repr of a huge or deeply nested value is slow or recurses too deep.
+    return f"{short_repr(value, 40)} ({type(value).__name__})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -866,39 +865,21 @@ class ProfileStore:
 
 
 def _read_record(path: Path) -> _FileRecord:
-    """Read one profile file; never raises (a broken file becomes a record with its error)."""
-    reason = _unreadable_reason(path)
-    if reason is None:
-        try:
-            raw = path.read_bytes()
-        except OSError as error:
-            reason = f"cannot read the file: {error.strerror or error}"
-    if reason is not None:
-        return _FileRecord(path, _stem_of(path), None, ProfileError(reason, path=path), None)
+    """Read one profile file; never raises (a broken file becomes a record with its error).
+
+    A FIFO would block the read forever and a huge file is certainly not a profile: the shared
+    guard in :mod:`leverchat.userfile` refuses both before reading.
+    """
+    try:
+        raw = read_user_file(path, max_bytes=MAX_PROFILE_BYTES, kind="profile")
+    except UserFileError as error:
+        return _FileRecord(path, _stem_of(path), None, ProfileError(error.reason, path=path), None)
     fingerprint = fingerprint_of(raw)
     try:
         profile = profile_from_toml_bytes(raw, path)
     except ProfileError as error:
         return _FileRecord(path, _best_name(raw, path), None, error, fingerprint)
     return _FileRecord(path, profile.name, profile, None, fingerprint)
-
-
-def _unreadable_reason(path: Path) -> str | None:
-    """Why ``path`` must not be read, checked first: a FIFO would block the read forever and a
-    huge file is certainly not a profile."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return "is a link to a missing file" if path.is_symlink() else "file not found"
-    except OSError as error:
-        return f"cannot read the file: {error.strerror or error}"
-    if stat.S_ISDIR(info.st_mode):
-        return "is a folder, not a profile file"
-    if not stat.S_ISREG(info.st_mode):
-        return "is not a regular file"
-    if info.st_size > MAX_PROFILE_BYTES:
-        return f"is {info.st_size} bytes; a profile is a few kilobytes, so it was not loaded"
-    return None
 
 
 def _best_name(raw: bytes, path: Path) -> str:

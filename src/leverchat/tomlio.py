@@ -21,6 +21,9 @@ from typing import Any
 
 import tomli_w
 
+from leverchat.bounded import MAX_NESTING, nesting_message, toml_nesting_depth, value_depth
+from leverchat.userfile import DEFAULT_MAX_BYTES, UserFileError, read_user_file
+
 _UTF8_BOM = b"\xef\xbb\xbf"
 # Python 3.11's TOMLDecodeError carries its position only in the message (3.14 adds lineno and
 # colno attributes): "Invalid value (at line 3, column 7)" or "... (at end of document)".
@@ -63,16 +66,18 @@ def format_location(path: Path | None, line: int | None, column: int | None) -> 
     return text
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse the TOML file at ``path``. Raises :class:`TomlError` for every failure."""
+def read_toml(
+    path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, kind: str = "TOML"
+) -> dict[str, Any]:
+    """Parse the TOML file at ``path``. Raises :class:`TomlError` for every failure.
+
+    Only a regular file of at most ``max_bytes`` is read (a FIFO or /dev/zero is refused, see
+    :mod:`leverchat.userfile`); ``kind`` says what the file should be in those messages.
+    """
     try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise TomlError(path, "is a folder, not a TOML file") from None
-    except FileNotFoundError:
-        raise TomlError(path, "file not found") from None
-    except OSError as error:
-        raise TomlError(path, f"cannot read the file: {error.strerror or error}") from None
+        raw = read_user_file(path, max_bytes=max_bytes, kind=kind)
+    except UserFileError as error:
+        raise TomlError(path, error.reason) from None
     return parse_toml_bytes(raw, path)
 
 
@@ -96,10 +101,19 @@ def parse_toml_bytes(raw: bytes, path: Path) -> dict[str, Any]:
             line=line,
             column=column,
         ) from None
+    # tomllib parses nested arrays by recursion, and everything that later walks the value
+    # (validation, repr, ==) recurses too: refuse deep nesting before and after parsing.
+    if toml_nesting_depth(text) > MAX_NESTING:
+        raise TomlError(path, nesting_message())
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise _decode_error(path, text, error) from None
+    except RecursionError:  # the pre-scan over-counts rather than under-counts: belt and braces
+        raise TomlError(path, nesting_message()) from None
+    if value_depth(data) > MAX_NESTING:
+        raise TomlError(path, nesting_message())
+    return data
 
 
 def _decode_error(path: Path, text: str, error: tomllib.TOMLDecodeError) -> TomlError:
