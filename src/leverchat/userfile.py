@@ -40,7 +40,7 @@ class UserFileError(Exception):
         super().__init__(f"{path}: {reason}")
 
 
-def read_user_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, kind: str = "file") -> bytes:
+def read_user_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, kind: str = "") -> bytes:
     """The bytes of the regular file at ``path`` (links followed), at most ``max_bytes``.
 
     ``kind`` names what the file should be ("profile", "theme") in the messages. Raises
@@ -80,22 +80,24 @@ def read_user_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, kind: str 
 
 
 def _check_type_and_size(path: Path, info: os.stat_result, max_bytes: int, kind: str) -> None:
+    what = f"{kind} file" if kind else "file"
     mode = info.st_mode
     if stat.S_ISDIR(mode):
-        raise UserFileError(path, f"is a folder, not a {kind} file")
+        raise UserFileError(path, f"is a folder, not a {what}")
     if not stat.S_ISREG(mode):
         raise UserFileError(
             path,
             f"is {_file_type(mode)}, not a regular file, so it was not read: "
-            f"put a real {kind} file there (or remove it)",
+            f"put a real {what} there (or remove it)",
         )
     if info.st_size > max_bytes:
         raise UserFileError(path, _too_big(str(info.st_size), max_bytes, kind))
 
 
 def _too_big(size: str, max_bytes: int, kind: str) -> str:
+    what = f"{kind} file" if kind else "file"
     return (
-        f"is {size} bytes; a {kind} file is far smaller (the limit is {max_bytes} bytes), "
+        f"is {size} bytes; a {what} is far smaller (the limit is {max_bytes} bytes), "
         "so it was not read: is it the right file?"
     )
 

@@ -29,8 +29,11 @@ class ProfileSession:
         self.problems = []
         try:
             entries = self.store.list()
-        except OSError as error:  # an unreadable profiles folder must not stop the app
-            self.problems.append(f"cannot read the profiles in {self.store.directory}: {error}")
+        except (ProfileError, OSError) as error:  # an unreadable folder must not stop the app
+            self.problems.append(
+                f"cannot read the profiles in {self.store.directory}: {_reason(error)}; only "
+                "the default profile is available: fix the folder's permissions and restart"
+            )
             entries = []
         for entry in entries:
             if entry.error is not None:
@@ -97,3 +100,7 @@ class ProfileSession:
         self.profile = loaded.profile
         self.fingerprint = loaded.fingerprint
         self.on_disk = True
+
+
+def _reason(error: Exception) -> str:
+    return error.message if isinstance(error, ProfileError) else str(error.strerror or error)
