@@ -80,7 +80,13 @@ def test_value_depth_and_short_repr_do_not_recurse() -> None:
 def test_a_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
     fifo = tmp_path / "config.toml"
     os.mkfifo(fifo)
-    error = returns_without_blocking(lambda: pytest.raises(TomlError, read_toml, fifo).value)
+
+    def read() -> TomlError:
+        with pytest.raises(TomlError) as caught:
+            read_toml(fifo)
+        return caught.value
+
+    error = returns_without_blocking(read)
     assert str(error) == (
         f"{fifo}: is a named pipe (FIFO), not a regular file, so it was not read: "
         "put a real TOML file there (or remove it)"

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, chat_screen
 
+from conftest import REPO, chat_screen
 from leverchat import paths
 from leverchat.profiles import ProfileStore
 from leverchat.ui.config import load_config
