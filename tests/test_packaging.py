@@ -28,5 +28,5 @@ def test_every_source_folder_is_a_listed_package() -> None:
 
 def test_builtin_themes_are_found_in_an_editable_install() -> None:
     themes = sorted(p.stem for p in paths.builtin_themes_dir().glob("*.toml"))
-    assert {"dark", "light"} <= set(themes)
+    assert {"leverchat-dark", "leverchat-light"} <= set(themes)
     assert len(themes) >= 3

@@ -103,22 +103,82 @@ def test_the_builtin_themes_load(tmp_path):
     assert paths.builtin_themes_dir().resolve() == (REPO / "themes").resolve()
 
 
-def test_a_bad_theme_file_is_reported_and_skipped(tmp_path):
+def test_a_theme_without_a_usable_primary_colour_is_reported_and_skipped(tmp_path):
     (tmp_path / "good.toml").write_text('[colors]\nprimary = "#123456"\n', encoding="utf-8")
     (tmp_path / "bad-colour.toml").write_text('[colors]\nprimary = "#12345z"\n', encoding="utf-8")
     (tmp_path / "junk.toml").write_bytes(b"\xff\xfe[[[")
     (tmp_path / "typo.toml").write_text('[colors]\nprimray = "#123456"\n', encoding="utf-8")
-    (tmp_path / "markup.toml").write_text(
+    (tmp_path / "[markup].toml").write_text(
         'name = "[/]x"\n[colors]\nprimary = "#123456"\n', encoding="utf-8"
     )
     themes = load_themes([tmp_path])
     assert [theme.name for theme in themes.themes] == ["good"]
-    assert len(themes.problems) == 4
     joined = "\n".join(themes.problems)
-    assert "bad-colour.toml" in joined and "'#12345z' is not a colour" in joined
+    assert "bad-colour.toml: [colors] primary = '#12345z' is not a colour" in joined
     assert "junk.toml" in joined
-    assert "primray" in joined
-    assert "name must be letters" in joined
+    assert "typo.toml: [colors] primray: unknown colour name" in joined
+    assert "typo.toml: [colors] primary is required" in joined
+    assert "[markup].toml: the theme needs a name" in joined
+
+
+def test_one_bad_entry_is_skipped_and_the_rest_of_the_theme_kept(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        'dark = false\ncolour = "red"\n[colors]\nprimary = "#123456"\naccent = "#zzzzzz"\n'
+        'surface = "#222222"\nglow = "#ffffff"\n[variables]\n"footer-key-foreground" = "#5fafff"\n'
+        "bad-variable = 3\n",
+        encoding="utf-8",
+    )
+    themes = load_themes([tmp_path])
+    (theme,) = themes.themes
+    assert (theme.name, theme.dark, theme.primary, theme.surface, theme.accent) == (
+        "mine",
+        False,
+        "#123456",
+        "#222222",
+        None,
+    )
+    assert theme.variables == {"footer-key-foreground": "#5fafff"}
+    assert sorted(themes.problems) == sorted(
+        [
+            f"{path}: unknown key 'colour' (known: name, dark, colors, variables); entry skipped",
+            f"{path}: [colors] accent = '#zzzzzz' is not a colour "
+            '(use "#rrggbb", "rgb(r,g,b)" or a name); entry skipped',
+            f"{path}: [colors] glow: unknown colour name (known: primary, secondary, warning, "
+            "error, success, accent, foreground, background, surface, panel, boost); "
+            "entry skipped",
+            f"{path}: [variables] bad-variable must be a string, not 3; entry skipped",
+        ]
+    )
+
+
+async def test_a_copied_builtin_theme_is_named_after_its_file(make_app):
+    user_themes = paths.user_themes_dir()
+    user_themes.mkdir(parents=True)
+    source = REPO / "themes" / "leverchat-light.toml"
+    (user_themes / "mine.toml").write_bytes(source.read_bytes())
+    write_config('theme = "mine"\n')
+    app = make_app(config=load_config(), themes=load_themes([REPO / "themes", user_themes]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.theme == "mine"
+        assert not app.current_theme.dark
+
+
+def test_a_duplicate_theme_name_is_warned_about(tmp_path):
+    builtin, user = tmp_path / "builtin", tmp_path / "user"
+    builtin.mkdir()
+    user.mkdir()
+    (builtin / "calm.toml").write_text('[colors]\nprimary = "#111111"\n', encoding="utf-8")
+    (user / "mine.toml").write_text(
+        'name = "calm"\n[colors]\nprimary = "#222222"\n', encoding="utf-8"
+    )
+    themes = load_themes([builtin, user])
+    assert [(theme.name, theme.primary) for theme in themes.themes] == [("calm", "#222222")]
+    assert themes.problems == (
+        f"{user / 'mine.toml'}: theme 'calm' replaces the one in {builtin / 'calm.toml'}; to "
+        "add a theme of its own instead, remove its name line (it is then called 'mine')",
+    )
 
 
 async def test_a_user_theme_is_offered_and_the_chosen_theme_is_remembered(make_app):
