@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from leverchat import paths
+from leverchat.bounded import short_repr
 from leverchat.tomlio import TomlError, read_toml, write_toml_atomic
 from leverchat.ui.keymap import parse_keymap
 
@@ -40,13 +41,13 @@ def load_config(path: Path | None = None) -> AppConfig:
     if not target.exists():
         return AppConfig(path=target)
     try:
-        data = read_toml(target)
+        data = read_toml(target, kind="config")
     except TomlError as error:
         return AppConfig(path=target, problems=(f"{error}; using the defaults",), readable=False)
     problems: list[str] = []
     theme = data.get("theme")
     if theme is not None and not isinstance(theme, str):
-        problems.append(f"{target}: theme must be a theme name in quotes, not {theme!r}")
+        problems.append(f"{target}: theme must be a theme name in quotes, not {short_repr(theme)}")
         theme = None
     keymap_table: Any = data.get("keymap", {})
     keymap: dict[str, str] = {}
@@ -54,7 +55,9 @@ def load_config(path: Path | None = None) -> AppConfig:
         keymap, keymap_problems = parse_keymap(keymap_table, str(target))
         problems.extend(keymap_problems)
     else:
-        problems.append(f"{target}: keymap must be a table ([keymap]), not {keymap_table!r}")
+        problems.append(
+            f"{target}: keymap must be a table ([keymap]), not {short_repr(keymap_table)}"
+        )
     for key in data:
         if key not in _KNOWN_KEYS:
             problems.append(f"{target}: unknown setting '{key}' (known: theme, keymap); ignored")
@@ -67,7 +70,7 @@ def remember_theme(config: AppConfig, theme: str) -> str | None:
     if not config.readable:
         return f"{target}: not saving the theme, the file could not be read (fix it first)"
     try:
-        data = read_toml(target) if target.exists() else {}
+        data = read_toml(target, kind="config") if target.exists() else {}
     except TomlError as error:
         return f"not saving the theme: {error}"
     if data.get("theme") == theme:
