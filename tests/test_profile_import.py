@@ -56,7 +56,10 @@ def test_ollama_model_name_and_bad_values_are_reported_not_mapped() -> None:
     assert result.profile.system_prompt == (
         "You are Mario from Super Mario Bros, acting as an assistant."
     )
-    assert result.profile.levers == Levers(temperature=1.0)
+    # What the file does not set (or sets wrongly) keeps Ollama's own defaults.
+    assert result.profile.levers == Levers(
+        temperature=1.0, top_k=40, top_p=0.9, min_p=0.0, repetition_penalty=1.1
+    )
     assert [str(item) for item in result.unmapped] == [
         "FROM = llama3.2: an Ollama model name; set model to a Hugging Face id or a local path "
         "by hand",
@@ -83,7 +86,9 @@ def test_modelfile_details(tmp_path: Path) -> None:
     assert result.profile.name == "tutor"
     assert result.profile.model == "/models/tiny"
     assert result.profile.system_prompt == "Second system wins"
-    assert result.profile.levers == Levers(stop=("User:",))
+    assert result.profile.levers == Levers(
+        temperature=0.8, top_k=40, top_p=0.9, min_p=0.0, repetition_penalty=1.1, stop=("User:",)
+    )
     assert [str(item) for item in result.unmapped] == ["PARAMETER temperature = warm: not a number"]
 
 
@@ -92,8 +97,9 @@ def test_textgen_preset_short() -> None:
     assert result.source_format == "textgen-webui"
     assert result.profile.name == "Divine Intellect"
     assert result.profile.system_prompt == ""
+    # min_p is not in the preset: text-generation-webui's default (0, off) applies, not ours.
     assert result.profile.levers == Levers(
-        temperature=1.31, top_p=0.14, top_k=49, repetition_penalty=1.17
+        temperature=1.31, top_p=0.14, top_k=49, repetition_penalty=1.17, min_p=0.0
     )
     assert result.unmapped == ()
 
@@ -109,7 +115,8 @@ def test_textgen_full_preset_reports_only_active_unmapped_samplers() -> None:
         repetition_penalty=1.05,
         presence_penalty=0.1,
     )
-    # DRY is on (multiplier 0.8): reported. XTC, Mirostat, dynamic temperature are off: silent.
+    # DRY is on (multiplier 0.8): reported. XTC, Mirostat, dynamic temperature are off: only
+    # named in one summary note.
     assert [item.key for item in result.unmapped] == [
         "dry_multiplier",
         "dry_allowed_length",

@@ -195,6 +195,10 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
     ),
 )
 
+# Every stop string is searched for after each token: a few are useful, thousands only slow
+# generation down (an imported Modelfile once carried 40,000).
+MAX_STOP_STRINGS = 32
+
 SPECS_BY_NAME: dict[str, LeverSpec] = {spec.name: spec for spec in LEVER_SPECS}
 LEVER_NAMES: tuple[str, ...] = tuple(spec.name for spec in LEVER_SPECS)
 
@@ -276,7 +280,14 @@ def _validate_strings(spec: LeverSpec, value: Any) -> tuple[str, ...]:
     if any(item == "" for item in value):
         raise LeverError(spec.name, f"{spec.name} cannot contain an empty string")
     # Keep the user's order, drop duplicates.
-    return tuple(dict.fromkeys(value))
+    unique = tuple(dict.fromkeys(value))
+    if len(unique) > MAX_STOP_STRINGS:
+        raise LeverError(
+            spec.name,
+            f"{spec.name} has {len(unique)} different strings; the limit is {MAX_STOP_STRINGS}: "
+            "keep the ones that matter",
+        )
+    return unique
 
 
 def _describe(value: Any) -> str:

@@ -102,5 +102,7 @@ class ProfileSession:
         self.on_disk = True
 
 
-def _reason(error: Exception) -> str:
-    return error.message if isinstance(error, ProfileError) else str(error.strerror or error)
+def _reason(error: ProfileError | OSError) -> str:
+    if isinstance(error, ProfileError):
+        return error.message
+    return str(error.strerror or error)

@@ -91,7 +91,7 @@ def theme_from_mapping(
     colors_table = data.get("colors", {})
     if not isinstance(colors_table, dict):
         raise ThemeFileError(f"{path}: [colors] must be a table with at least primary = ...")
-    colors: dict[str, str] = {}
+    colors: dict[str, Any] = {}
     for key, value in colors_table.items():
         if key not in COLOR_KEYS:
             skipped.append(

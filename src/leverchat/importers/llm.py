@@ -1,0 +1,134 @@
+"""``llm`` templates (``llm templates path``/*.yaml): a system prompt and model options.
+
+llm itself sends no sampling option a template does not set, so the model's or the server's
+own defaults apply there. leverchat has no per-model defaults to defer to: levers a template
+does not set keep leverchat's defaults, and the import report says so.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from typing import Any, Final
+
+from leverchat.importers.common import Draft
+from leverchat.profiles import ProfileError, validate_name
+
+DEFAULTS: Final[dict[str, Any]] = {}
+DEFAULTS_NOTE: Final = (
+    "Levers the template does not set keep leverchat's defaults (llm sends no value for "
+    "them, so the model or server chose them there)."
+)
+
+TEMPLATE_KEYS: Final = frozenset(
+    {
+        "system",
+        "prompt",
+        "model",
+        "defaults",
+        "options",
+        "extract",
+        "extract_last",
+        "schema_object",
+        "fragments",
+        "system_fragments",
+        "tools",
+        "functions",
+    }
+)
+_OPTION_LEVERS: Final = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "typical_p": "typical_p",
+    "max_tokens": "max_new_tokens",
+    "max_new_tokens": "max_new_tokens",
+    "num_predict": "max_new_tokens",
+    "seed": "seed",
+    "stop": "stop",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "repeat_penalty": "repetition_penalty",
+    "repetition_penalty": "repetition_penalty",
+}
+_KEY_REASONS: Final = {
+    "prompt": "leverchat sends what you type as is; it has no prompt template",
+    "extract": "extracting code blocks is not a profile setting",
+    "extract_last": "extracting code blocks is not a profile setting",
+    "schema_object": "structured output schemas are not supported",
+    "fragments": "fragments are not supported: paste their text into the system prompt",
+    "system_fragments": "fragments are not supported: paste their text into the system prompt",
+    "tools": "tools are not supported",
+    "functions": "tools are not supported",
+}
+
+
+def parse_llm_template(data: Mapping[str, Any]) -> Draft:
+    """Map an ``llm`` template."""
+    draft = Draft()
+    draft.notes.append(DEFAULTS_NOTE)
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        draft.skip("defaults", defaults, "must be a mapping of parameter names to values")
+        defaults = {}
+    for raw_key, value in data.items():
+        key = str(raw_key)
+        if key == "system":
+            if isinstance(value, str):
+                draft.system_prompt = _fill_template(value, defaults, draft)
+            elif value is not None:
+                draft.skip(key, value, "must be text")
+        elif key == "options":
+            _map_options(draft, value)
+        elif key == "name":
+            _map_name(draft, value)
+        elif key == "model":
+            draft.skip(
+                key,
+                value,
+                "an llm model id; set model to a Hugging Face id or a local path by hand",
+            )
+        elif key == "defaults":
+            continue  # used to fill in the system prompt's $parameters
+        elif key in _KEY_REASONS:
+            draft.skip(key, value, _KEY_REASONS[key])
+        else:
+            draft.skip(key, value, "not an llm template key leverchat knows")
+    return draft
+
+
+def _map_name(draft: Draft, value: object) -> None:
+    """llm's ``name`` (the template's name) names the profile unless --name is given."""
+    try:
+        draft.profile_name = validate_name(value)
+    except ProfileError as error:
+        draft.skip("name", value, f"{error.message}; the file name was used instead")
+
+
+def _fill_template(text: str, defaults: Mapping[str, Any], draft: Draft) -> str:
+    template = string.Template(text)
+    filled = template.safe_substitute({str(k): str(v) for k, v in defaults.items()})
+    missing = [name for name in template.get_identifiers() if name not in defaults]
+    if missing:
+        draft.skip(
+            "system",
+            ", ".join(f"${name}" for name in missing),
+            "template parameters without a default are left as written: edit the system prompt",
+        )
+    return filled
+
+
+def _map_options(draft: Draft, options: object) -> None:
+    if options is None:
+        return  # "options:" with nothing under it: valid in llm, and sets nothing
+    if not isinstance(options, Mapping):
+        draft.skip("options", options, "must be a mapping of option names to values")
+        return
+    for raw_key, value in options.items():
+        key = str(raw_key)
+        lever = _OPTION_LEVERS.get(key)
+        if lever is None:
+            draft.skip(f"options.{key}", value, f"leverchat has no '{key}' option")
+        else:
+            draft.set_lever(f"options.{key}", lever, value)
