@@ -132,6 +132,8 @@ def _import(args: argparse.Namespace, store: ProfileStore) -> int:
             print(f"  {_safe(str(item))}")
     else:
         print("Everything was mapped.")
+    for note in result.notes:
+        print(f"Note: {_safe(note)}")
     return EXIT_OK
 
 
