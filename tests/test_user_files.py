@@ -147,3 +147,24 @@ def test_profiles_list_and_show_report_a_deep_profile_and_list_the_others(
     assert cli("show", "deep") == 1
     assert f"{deep}: nests too deeply" in capsys.readouterr().err
     assert cli("show", "fine") == 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_history_database_that_is_a_fifo_or_device_is_refused_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    from leverchat.history import HistoryStore, HistoryUnavailable
+
+    path = tmp_path / "history.sqlite3"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+
+    def open_history() -> HistoryUnavailable:
+        with pytest.raises(HistoryUnavailable) as caught:
+            HistoryStore(path)
+        return caught.value
+
+    error = returns_without_blocking(open_history)
+    assert str(path) in str(error) and "not a regular file" in str(error)

@@ -47,6 +47,7 @@ from leverchat.chat import (
 )
 from leverchat.engine.types import LeverChange, Role, Stats, StopReason
 from leverchat.levers import LeverError, Levers
+from leverchat.userfile import special_file_reason
 
 _T = TypeVar("_T")
 
@@ -471,6 +472,8 @@ def check_database_file(path: Path) -> None:
         return
     if path.is_dir():
         raise HistoryUnavailable(path, f"{path} is a folder, not a history database file.")
+    if (special := special_file_reason(path)) is not None:  # a FIFO would block the open
+        raise HistoryUnavailable(path, f"{path} {special}: move it aside.")
     try:
         with path.open("rb") as file:
             header = file.read(len(_SQLITE_MAGIC))

@@ -79,6 +79,19 @@ def read_user_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, kind: str 
     return b"".join(chunks)
 
 
+def special_file_reason(path: Path) -> str | None:
+    """Why an existing ``path`` must not be opened for reading (a FIFO, a device, a socket),
+    or None when it is missing, a folder or a regular file. For files read by other means
+    (an SQLite database) that must not block on ``open()`` either."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return None
+    return f"is {_file_type(mode)}, not a regular file, so it was not opened"
+
+
 def _check_type_and_size(path: Path, info: os.stat_result, max_bytes: int, kind: str) -> None:
     what = f"{kind} file" if kind else "file"
     mode = info.st_mode
