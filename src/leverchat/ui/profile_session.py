@@ -32,7 +32,8 @@ class ProfileSession:
         except (ProfileError, OSError) as error:  # an unreadable folder must not stop the app
             self.problems.append(
                 f"cannot read the profiles in {self.store.directory}: {_reason(error)}; only "
-                "the default profile is available: fix the folder's permissions and restart"
+                "the default profile is available until it can be read (check its "
+                "permissions), then restart"
             )
             entries = []
         for entry in entries:
