@@ -14,10 +14,12 @@ from typing import ClassVar
 
 from textual.app import App
 from textual.binding import BindingType
+from textual.notifications import SeverityLevel
 
 from leverchat.chat import MessageStatus
 from leverchat.engine.types import ChatEngine, ModelSpec
 from leverchat.profiles import ProfileStore
+from leverchat.safetext import strip_control
 from leverchat.ui._safe import one_line
 from leverchat.ui.commands import ChatCommands
 from leverchat.ui.config import AppConfig, load_config, remember_theme
@@ -122,8 +124,7 @@ class LeverChatApp(App[None]):
                 # Textual installs no handler: without one the process dies with no cleanup.
                 loop.add_signal_handler(number, self._on_terminate, number)
             self._terminal_loop = loop
-            if sys.__stdin__ is not None:
-                watch_for_hangup(sys.__stdin__.fileno(), self.terminal_lost)
+            watch_for_hangup(sys.__stdin__, self.terminal_lost)
 
     def terminal_lost(self) -> None:
         """The terminal closed without a signal (called from any thread): as for SIGHUP."""
@@ -139,6 +140,25 @@ class LeverChatApp(App[None]):
                 # Saved now, before exiting: no message is handled after this.
                 screen.save_and_stop(MessageStatus.INTERRUPTED)
         self.exit(return_code=0)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        # Every toast passes here (Widget.notify calls this), and many quote untrusted text:
+        # names, paths, error messages. A control sequence in them must not reach the terminal.
+        super().notify(
+            strip_control(message),
+            title=strip_control(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def watch_theme(self, theme: str) -> None:
         if not self._remember_theme_changes:

@@ -75,23 +75,25 @@ def hangup_safe_driver(on_lost: OnLost) -> type[Driver] | None:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             # The writer thread is created later (application mode) and writes to this.
-            self._file = TerminalOutput(self._file, on_lost)  # type: ignore[assignment]
+            if self._file is not None:
+                self._file = TerminalOutput(self._file, on_lost)  # type: ignore[assignment]
 
     return HangupSafeDriver
 
 
-def watch_for_hangup(fd: int, on_lost: OnLost) -> threading.Thread | None:
-    """Call ``on_lost`` (from a daemon thread) when the terminal on ``fd`` hangs up.
+def watch_for_hangup(stream: TextIO | None, on_lost: OnLost) -> threading.Thread | None:
+    """Call ``on_lost`` (from a daemon thread) when the terminal ``stream`` reads hangs up.
 
     Linux only: macOS's poll() does not support terminals. Elsewhere the output guard still
     notices a closed terminal at the next frame drawn.
     """
-    if not sys.platform.startswith("linux"):
+    if stream is None or not sys.platform.startswith("linux"):
         return None
     try:
+        fd = stream.fileno()
         if not os.isatty(fd):
             return None
-    except OSError:
+    except (OSError, ValueError):  # closed, or not a real file
         return None
 
     def watch() -> None:
