@@ -17,7 +17,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -262,7 +262,9 @@ async def test_a_malformed_profile_is_reported_and_the_app_starts_on_default(
         assert screen.system_prompt == "You are a helpful assistant."
         message = notifications(app)
         assert f"{bad}:2:" in message  # file, line and column
-        assert "could not load profile 'bad'" in message if selected else True
+        if selected:
+            assert "could not load profile 'bad'" in message
+            assert "using the 'default' profile" in message
         await send(pilot, "still works?")
         await reply_done(pilot)
         assert screen.conversation.messages[-1].status is MessageStatus.COMPLETE
@@ -460,7 +462,7 @@ class ChildApp:
 
 
 @pytest.fixture
-def child_app(tmp_path: Path) -> Iterator[type[ChildApp]]:
+def child_app(tmp_path: Path) -> Iterator[Callable[..., ChildApp]]:
     started: list[ChildApp] = []
 
     def start(*, send: bool) -> ChildApp:
@@ -468,7 +470,7 @@ def child_app(tmp_path: Path) -> Iterator[type[ChildApp]]:
         started.append(app)
         return app
 
-    yield start  # type: ignore[misc]
+    yield start
     for app in started:
         app.stop()
 
