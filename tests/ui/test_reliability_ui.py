@@ -476,12 +476,14 @@ def child_app(tmp_path: Path) -> Iterator[Callable[..., ChildApp]]:
 
 
 @pytest.mark.slow
-def test_a_hangup_while_idle_exits_promptly(child_app):
+@pytest.mark.parametrize("signal_number", [signal.SIGHUP, signal.SIGTERM])
+def test_a_hangup_or_terminate_while_idle_exits_promptly(child_app, signal_number):
     app = child_app(send=False)
     app.wait_ready()
-    app.process.send_signal(signal.SIGHUP)
+    app.process.send_signal(signal_number)
     app.wait_exit()
-    assert app.done.read_text() == f"terminated_by={int(signal.SIGHUP)}"
+    assert app.done.read_text() == f"terminated_by={int(signal_number)}"
+    assert not app.db.exists() or app.messages() == []  # nothing half-made is left
 
 
 @pytest.mark.slow
