@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 from typing import ClassVar
 
 from textual.app import App
 from textual.binding import BindingType
+from textual.notifications import SeverityLevel
 
 from leverchat.chat import MessageStatus
 from leverchat.engine.types import ChatEngine, ModelSpec
 from leverchat.profiles import ProfileStore
+from leverchat.safetext import strip_control
 from leverchat.ui._safe import one_line
 from leverchat.ui.commands import ChatCommands
 from leverchat.ui.config import AppConfig, load_config, remember_theme
@@ -24,6 +27,7 @@ from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import KEYS_BY_ID, binding
 from leverchat.ui.profile_session import ProfileSession
 from leverchat.ui.screens.chat import ChatScreen
+from leverchat.ui.terminal_watch import hangup_safe_driver, watch_for_hangup
 from leverchat.ui.themes import DEFAULT_THEME, ThemeSet, load_themes
 
 FALLBACK_THEME = "textual-dark"
@@ -54,7 +58,11 @@ class LeverChatApp(App[None]):
         resume_id: str | None = None,
         resume_problem: str | None = None,
     ) -> None:
-        super().__init__()
+        # The real terminal (handle_signals) may close without a signal: see terminal_watch.
+        super().__init__(
+            driver_class=hangup_safe_driver(self.terminal_lost) if handle_signals else None
+        )
+        self._terminal_loop: asyncio.AbstractEventLoop | None = None
         self._remember_theme_changes = False  # until mounted: only the user's picks are saved
         self.engine = engine
         self.model_spec = model_spec if model_spec is not None else ModelSpec()
@@ -115,6 +123,14 @@ class LeverChatApp(App[None]):
             for number in (signal.SIGTERM, signal.SIGHUP):
                 # Textual installs no handler: without one the process dies with no cleanup.
                 loop.add_signal_handler(number, self._on_terminate, number)
+            self._terminal_loop = loop
+            watch_for_hangup(sys.__stdin__, self.terminal_lost)
+
+    def terminal_lost(self) -> None:
+        """The terminal closed without a signal (called from any thread): as for SIGHUP."""
+        loop = self._terminal_loop
+        if loop is not None and self.terminated_by is None:
+            loop.call_soon_threadsafe(self._on_terminate, signal.SIGHUP)
 
     def _on_terminate(self, number: int = signal.SIGTERM) -> None:
         self.terminated_by = number
@@ -124,6 +140,25 @@ class LeverChatApp(App[None]):
                 # Saved now, before exiting: no message is handled after this.
                 screen.save_and_stop(MessageStatus.INTERRUPTED)
         self.exit(return_code=0)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        # Every toast passes here (Widget.notify calls this), and many quote untrusted text:
+        # names, paths, error messages. A control sequence in them must not reach the terminal.
+        super().notify(
+            strip_control(message),
+            title=strip_control(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def watch_theme(self, theme: str) -> None:
         if not self._remember_theme_changes:

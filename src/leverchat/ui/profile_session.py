@@ -54,8 +54,20 @@ class ProfileSession:
         except (ProfileError, OSError) as error:
             if name is None:
                 return None  # no "default" profile on disk: the built-in fallback is fine
-            return f"could not load profile '{name}': {error}"
-        return None
+            problem = f"could not load profile '{name}': {error}"
+        else:
+            return None
+        # Fall back to the user's own "default" profile (its system prompt and levers), not a
+        # blank one under its name whose save would then conflict with the real file.
+        if name == FALLBACK_PROFILE:
+            return problem
+        try:
+            if not self.store.exists(FALLBACK_PROFILE):
+                return problem
+            self.switch(FALLBACK_PROFILE)
+        except (ProfileError, OSError) as error:
+            return f"{problem}; the '{FALLBACK_PROFILE}' profile did not load either: {error}"
+        return f"{problem}; using the '{FALLBACK_PROFILE}' profile"
 
     def switch(self, name: str) -> Profile:
         """Make ``name`` the chat's profile. Raises ProfileError (not found, broken file) or

@@ -445,6 +445,10 @@ class ChatScreen(Screen[None]):
 
     def _save_progress(self, reply: _Reply, *, force: bool = False) -> None:
         """Save the streamed text (at most every SAVE_INTERVAL_S: one short row update)."""
+        if reply is not self._reply:
+            # It ended (save_and_stop ran on a signal while this flush awaited the view): its
+            # final row is written, and an update would mark it streaming again.
+            return
         if not reply.saved or len(reply.view.text) == reply.saved_length:
             return
         now = time.monotonic()
