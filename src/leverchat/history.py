@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
+from leverchat import history_rows as rows
 from leverchat import paths
 from leverchat.chat import (
     Conversation,
@@ -46,6 +47,7 @@ from leverchat.chat import (
     title_from,
 )
 from leverchat.engine.types import LeverChange, Role, Stats, StopReason
+from leverchat.history_rows import RowProblem, SkippedRecord
 from leverchat.levers import LeverError, Levers
 
 _T = TypeVar("_T")
@@ -86,6 +88,8 @@ class ConversationInfo:
     profile: str
     system_prompt: str
     levers: Levers
+    # Why this chat's stored settings cannot be read (listed anyway, so it can be deleted).
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class ConversationRecord:
 
     info: ConversationInfo
     messages: tuple[StoredMessage, ...]
+    # Messages left out because a stored value could not be read (with what hung from them).
+    skipped: tuple[SkippedRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -681,6 +687,8 @@ class HistoryStore:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.create_function("casefold", 1, _casefold, deterministic=True)
+            # Invalid UTF-8 arrives as bytes (reported per row) instead of failing the query.
+            conn.text_factory = rows.decode_text
         except sqlite3.Error as error:
             conn.close()
             raise self._wrap(error) from error
@@ -836,20 +844,23 @@ class HistoryStore:
             sql += " LIMIT ?"
             parameters = (max(limit, 0),)
         with self._snapshot() as conn:
-            rows = conn.execute(sql, parameters).fetchall()
-        return [self._info_from_row(row) for row in rows]
+            found = conn.execute(sql, parameters).fetchall()
+        # Lenient: one unreadable chat is listed with its problem, never hides the others.
+        return [self._info_from_row(row, lenient=True) for row in found]
 
     def most_recent_id(self) -> str | None:
         """The chat with the latest activity (for ``leverchat --continue``), or None."""
         with self._snapshot() as conn:
             row = conn.execute(
-                "SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1"
+                "SELECT id FROM conversations WHERE typeof(updated_at) = 'text'"
+                " ORDER BY updated_at DESC, rowid DESC LIMIT 1"
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def get_info(self, conversation_id: str) -> ConversationInfo:
+    def get_info(self, conversation_id: str, *, lenient: bool = False) -> ConversationInfo:
+        """One chat's info; ``lenient``: unreadable settings set ``problem`` instead of raising."""
         with self._snapshot() as conn:
-            return self._info(conn, conversation_id)
+            return self._info(conn, conversation_id, lenient=lenient)
 
     def resolve_id(self, prefix: str) -> str:
         """The one chat id that starts with ``prefix`` (an exact id always wins)."""
@@ -877,6 +888,12 @@ class HistoryStore:
 
     def load_conversation(self, conversation_id: str) -> Conversation:
         """The chat as the user sees it: the active version of every turn, in order."""
+        return self.read_conversation(conversation_id)[0]
+
+    def read_conversation(
+        self, conversation_id: str
+    ) -> tuple[Conversation, tuple[SkippedRecord, ...]]:
+        """:meth:`load_conversation`, plus the messages left out as unreadable (to report)."""
         with self._snapshot() as conn:
             return self._load(conn, conversation_id)
 
@@ -884,11 +901,32 @@ class HistoryStore:
         """Everything about one chat, every version of every message included."""
         with self._snapshot() as conn:
             info = self._info(conn, conversation_id)
-            rows = conn.execute(
+            found = conn.execute(
                 f"SELECT {_MESSAGE_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",  # noqa: S608
                 (conversation_id,),
             ).fetchall()
-        return ConversationRecord(info, tuple(self._stored_from_row(row) for row in rows))
+        messages: list[StoredMessage] = []
+        skipped: list[SkippedRecord] = []
+        left_out: set[str] = set()
+        for row in found:
+            message_id = rows.record_id(row[0])
+            if row[1] is not None and rows.record_id(row[1]) in left_out:
+                # Kept, it would point at a parent the export lacks and could not be imported.
+                left_out.add(message_id)
+                skipped.append(
+                    SkippedRecord("message", message_id, conversation_id, "its parent was skipped")
+                )
+                continue
+            try:
+                stored, note = self._checked_message(row)
+            except RowProblem as error:
+                left_out.add(message_id)
+                skipped.append(SkippedRecord("message", message_id, conversation_id, str(error)))
+                continue
+            if note is not None:
+                skipped.append(note)
+            messages.append(stored)
+        return ConversationRecord(info, tuple(messages), tuple(skipped))
 
     def import_record(self, record: ConversationRecord) -> str:
         """Store a chat from an export (same ids); refused if its id is already here."""
@@ -925,27 +963,33 @@ class HistoryStore:
         if not needle:
             raise HistoryError("give some text to search for")
         with self._snapshot() as conn:
-            rows = conn.execute(
+            found = conn.execute(
                 """
                 SELECT m.conversation_id, c.title, m.id, m.role, m.content, m.updated_at
                 FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
-                WHERE instr(casefold(m.content), ?) > 0
+                WHERE typeof(m.content) = 'text'
+                  AND instr(casefold(CAST(m.content AS BLOB)), ?) > 0
                 ORDER BY m.updated_at DESC, m.seq DESC
                 LIMIT ?
                 """,
                 (_casefold(needle), max(limit, 0)),
             ).fetchall()
-        return [
-            SearchHit(
-                conversation_id=row[0],
-                title=row[1],
-                message_id=row[2],
-                role=row[3],
-                snippet=_snippet(row[4], needle),
-                updated=_parse_timestamp(row[5]),
-            )
-            for row in rows
-        ]
+        hits = []
+        for row in found:
+            try:
+                hits.append(
+                    SearchHit(
+                        conversation_id=rows.text(row[0], "chat id"),
+                        title=row[1] if isinstance(row[1], str) else "",
+                        message_id=rows.text(row[2], "id"),
+                        role=cast(Role, rows.text(row[3], "role")),
+                        snippet=_snippet(rows.text(row[4], "content"), needle),
+                        updated=rows.timestamp(row[5], "updated_at"),
+                    )
+                )
+            except RowProblem:
+                continue  # An unreadable message is reported where its chat is opened.
+        return hits
 
     # -- messages --------------------------------------------------------------------------
 
@@ -1065,15 +1109,21 @@ class HistoryStore:
         """Every version of the turn ``message_id`` belongs to, oldest first (it included)."""
         with self._snapshot() as conn:
             chat_id, parent_id = self._locate(conn, message_id)
-            rows = conn.execute(
+            found = conn.execute(
                 f"SELECT {_MESSAGE_SELECT} FROM messages"  # noqa: S608
                 " WHERE conversation_id = ? AND parent_id IS ? ORDER BY seq",
                 (chat_id, parent_id),
             ).fetchall()
-        count = len(rows)
+        readable = []
+        for row in found:
+            try:
+                readable.append(self._checked_message(row)[0])
+            except RowProblem:
+                continue  # Reported when the chat was opened.
+        count = len(readable)
         return tuple(
-            self._stored_from_row(row).to_message(version=index, version_count=count)
-            for index, row in enumerate(rows, start=1)
+            stored.to_message(version=index, version_count=count)
+            for index, stored in enumerate(readable, start=1)
         )
 
     def select_version(self, message_id: str) -> Conversation:
@@ -1186,82 +1236,145 @@ class HistoryStore:
     def _no_chat(self, conversation_id: str) -> ConversationNotFound:
         return ConversationNotFound(f"no chat {conversation_id} in {self.path}")
 
-    def _info(self, conn: sqlite3.Connection, conversation_id: str) -> ConversationInfo:
+    def _info(
+        self, conn: sqlite3.Connection, conversation_id: str, *, lenient: bool = False
+    ) -> ConversationInfo:
         row = conn.execute(_INFO_SELECT + " WHERE c.id = ?", (conversation_id,)).fetchone()
         if row is None:
             raise self._no_chat(conversation_id)
-        return self._info_from_row(row)
+        return self._info_from_row(row, lenient=lenient)
 
-    def _info_from_row(self, row: Sequence[Any]) -> ConversationInfo:
-        chat_id = str(row[0])
+    def _info_from_row(self, row: Sequence[Any], *, lenient: bool = False) -> ConversationInfo:
+        chat_id = rows.record_id(row[0])
+        try:
+            return ConversationInfo(
+                id=chat_id,
+                title=rows.text(row[1], "title"),
+                created=rows.timestamp(row[2], "created_at"),
+                updated=rows.timestamp(row[3], "updated_at"),
+                message_count=int(row[4]),
+                profile=rows.text(row[5], "profile"),
+                system_prompt=rows.text(row[6], "system prompt"),
+                levers=_stored_levers(row[7]),
+            )
+        except (ValueError, RecursionError) as error:
+            problem = str(error) if isinstance(error, ValueError) else "levers: nested too deep"
+            if not lenient:
+                raise HistoryError(
+                    f"{self.path}: chat {chat_id} cannot be read ({problem}); delete it with "
+                    f"`leverchat history delete {chat_id}`"
+                ) from error
+        # Listed with what can be read, so that the user sees it and can delete it.
         return ConversationInfo(
             id=chat_id,
-            title=row[1],
-            created=_parse_timestamp(row[2]),
-            updated=_parse_timestamp(row[3]),
+            title=row[1] if isinstance(row[1], str) else "",
+            created=_lenient_time(row[2]),
+            updated=_lenient_time(row[3]),
             message_count=int(row[4]),
-            profile=row[5],
-            system_prompt=row[6],
-            levers=self._decode(lambda: _levers_from(json.loads(row[7]), "levers"), chat_id),
+            profile=row[5] if isinstance(row[5], str) else "",
+            system_prompt="",
+            levers=Levers(),
+            problem=problem,
         )
 
-    def _load(self, conn: sqlite3.Connection, conversation_id: str) -> Conversation:
+    def _load(
+        self, conn: sqlite3.Connection, conversation_id: str
+    ) -> tuple[Conversation, tuple[SkippedRecord, ...]]:
         chat = conn.execute(
             "SELECT title FROM conversations WHERE id = ?", (conversation_id,)
         ).fetchone()
         if chat is None:
             raise self._no_chat(conversation_id)
-        rows = conn.execute(_ACTIVE_PATH_SQL, {"conversation": conversation_id}).fetchall()
-        messages = tuple(
-            self._stored_from_row(row).to_message(version=row[17], version_count=row[18])
-            for row in rows
+        found = conn.execute(_ACTIVE_PATH_SQL, {"conversation": conversation_id}).fetchall()
+        messages: list[Message] = []
+        skipped: list[SkippedRecord] = []
+        for row in found:
+            try:
+                stored, note = self._checked_message(row)
+            except RowProblem as error:
+                # The rest of the chat still opens; the caller reports what was left out.
+                skipped.append(
+                    SkippedRecord("message", rows.record_id(row[0]), conversation_id, str(error))
+                )
+                continue
+            if note is not None:
+                skipped.append(note)
+            messages.append(stored.to_message(version=row[17], version_count=row[18]))
+        title = chat[0] if isinstance(chat[0], str) else ""
+        return Conversation(messages=tuple(messages), id=conversation_id, title=title), tuple(
+            skipped
         )
-        return Conversation(messages=messages, id=conversation_id, title=chat[0])
+
+    def _checked_message(self, row: Sequence[Any]) -> tuple[StoredMessage, SkippedRecord | None]:
+        """A message row, or RowProblem; an unreadable provenance is dropped with a note."""
+        message_id = rows.text(row[0], "id")
+        role = rows.text(row[3], "role")
+        if role not in ("user", "assistant"):
+            raise RowProblem(f"role: {role[:20]!r}, not 'user' or 'assistant'")
+        try:
+            status = MessageStatus(rows.text(row[5], "status"))
+        except RowProblem:
+            raise
+        except ValueError:
+            raise RowProblem(f"status: unknown value {str(row[5])[:20]!r}") from None
+        note = None
+        try:
+            provenance = self._read_provenance(row[8:17])
+        except (ValueError, RecursionError) as error:
+            provenance = None
+            reason = str(error) if isinstance(error, ValueError) else "nested too deep"
+            note = SkippedRecord(
+                "message",
+                message_id,
+                "",
+                f"its provenance cannot be read ({reason}); shown without it",
+            )
+        stored = StoredMessage(
+            id=message_id,
+            parent_id=rows.optional_text(row[1], "parent id"),
+            active=bool(row[2]),
+            role=cast(Role, role),
+            content=rows.text(row[4], "content"),
+            status=status,
+            created=rows.timestamp(row[6], "created_at"),
+            updated=rows.timestamp(row[7], "updated_at"),
+            provenance=provenance,
+        )
+        return stored, note
 
     def _stored_from_row(self, row: Sequence[Any]) -> StoredMessage:
-        message_id = str(row[0])
-        return StoredMessage(
-            id=message_id,
-            parent_id=row[1],
-            active=bool(row[2]),
-            role=cast(Role, row[3]),
-            content=row[4],
-            status=self._decode(lambda: MessageStatus(row[5]), message_id),
-            created=_parse_timestamp(row[6]),
-            updated=_parse_timestamp(row[7]),
-            provenance=self._provenance_from_columns(row[8:17], message_id),
-        )
+        message_id = rows.record_id(row[0])
+        return self._decode(lambda: self._checked_message(row)[0], message_id)
 
     def _provenance_from_columns(
         self, columns: Sequence[Any], message_id: str
     ) -> ReplyProvenance | None:
+        return self._decode(lambda: self._read_provenance(columns), message_id)
+
+    def _read_provenance(self, columns: Sequence[Any]) -> ReplyProvenance | None:
+        """The provenance columns as one ReplyProvenance; ValueError names the bad value."""
         model, profile, system_prompt, seed, stop_reason, error, levers, changes, stats = columns
         if model is None:
             return None
-        mapping = {
-            "model": model,
-            "profile": profile or "",
-            "system_prompt": system_prompt or "",
-            "seed": seed,
-            "stop_reason": stop_reason,
-            "error": error,
-        }
-        return self._decode(
-            lambda: provenance_from_mapping(
-                {
-                    **mapping,
-                    "levers": json.loads(levers or "{}"),
-                    "lever_changes": json.loads(changes or "[]"),
-                    "stats": json.loads(stats or "{}"),
-                }
-            ),
-            message_id,
+        return provenance_from_mapping(
+            {
+                "model": rows.text(model, "provenance model"),
+                "profile": rows.optional_text(profile, "provenance profile") or "",
+                "system_prompt": rows.optional_text(system_prompt, "provenance system prompt")
+                or "",
+                "seed": rows.optional_int(seed, "provenance seed"),
+                "stop_reason": rows.optional_text(stop_reason, "stop reason"),
+                "error": rows.optional_text(error, "provenance error"),
+                "levers": _json(levers, "provenance levers", "{}"),
+                "lever_changes": _json(changes, "provenance lever changes", "[]"),
+                "stats": _json(stats, "provenance stats", "{}"),
+            }
         )
 
     def _decode(self, decode: Callable[[], _T], record_id: str) -> _T:
         try:
             return decode()
-        except ValueError as error:  # json.JSONDecodeError and LeverError are ValueErrors
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, LeverError: ValueError
             raise HistoryError(
                 f"{self.path}: record {record_id} holds a value this leverchat cannot read "
                 f"({error})"
@@ -1283,7 +1396,32 @@ def _provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
 
 
 def _casefold(value: object) -> str | None:
+    if isinstance(value, bytes):  # search passes content as a BLOB: invalid UTF-8 must not raise
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     return value.casefold() if isinstance(value, str) else None
+
+
+def _json(value: object, column: str, empty: str) -> Any:
+    """A stored JSON column (NULL or '' meaning ``empty``); ValueError names the column."""
+    raw = rows.optional_text(value, column) or empty
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise RowProblem(f"{column}: not valid JSON ({error.msg})") from None
+
+
+def _stored_levers(value: object) -> Levers:
+    return _levers_from(_json(value, "levers", "{}"), "levers")
+
+
+def _lenient_time(value: object) -> datetime:
+    try:
+        return rows.timestamp(value, "time")
+    except RowProblem:
+        return rows.UNKNOWN_TIME
 
 
 def _snippet(content: str, needle: str, before: int = 30, width: int = 100) -> str:
