@@ -1254,7 +1254,7 @@ class HistoryStore:
                 updated=rows.timestamp(row[3], "updated_at"),
                 message_count=int(row[4]),
                 profile=rows.text(row[5], "profile"),
-                system_prompt=rows.text(row[6], "system prompt"),
+                system_prompt=rows.text(row[6], "system_prompt"),
                 levers=_stored_levers(row[7]),
             )
         except (ValueError, RecursionError) as error:
@@ -1328,6 +1328,7 @@ class HistoryStore:
                 message_id,
                 "",
                 f"its provenance cannot be read ({reason}); shown without it",
+                kept=True,
             )
         stored = StoredMessage(
             id=message_id,

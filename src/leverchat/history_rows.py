@@ -31,9 +31,13 @@ class SkippedRecord:
     record_id: str
     chat_id: str
     reason: str
+    # True when the record itself is kept and only the unreadable part left out.
+    kept: bool = False
 
     def describe(self) -> str:
-        return f"{self.kind} {self.record_id} was skipped: {self.reason}"
+        if self.kept:
+            return f"{self.kind} {self.record_id}: {self.reason}"
+        return f"{self.kind} {self.record_id} was skipped ({self.reason})"
 
 
 class InvalidText(bytes):
@@ -75,7 +79,10 @@ def text(value: object, column: str) -> str:
     """``value`` as text, or :class:`RowProblem` naming ``column`` and what it holds."""
     if isinstance(value, str):
         return value
-    raise RowProblem(f"{column}: {describe_value(value)}, not text")
+    what = describe_value(value)
+    raise RowProblem(
+        f"{column}: {what}" if isinstance(value, InvalidText) else f"{column}: {what}, not text"
+    )
 
 
 def optional_text(value: object, column: str) -> str | None:
