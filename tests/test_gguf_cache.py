@@ -196,10 +196,16 @@ def test_damaged_entry_is_detected_and_rebuilt(
 def test_entry_that_passes_checks_but_fails_to_load_is_rebuilt(
     tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same sizes, broken content: the load fails, so the entry is discarded and rebuilt."""
+    """Same sizes, broken content: the load fails, so the entry is discarded and rebuilt.
+
+    (The content digest now catches this before loading; the load-failure path stays as the
+    second line of defence and is exercised by removing the digest check.)
+    """
     folder = ensure_converted(tiny_gguf).folder
     config_path = folder / "config.json"
     config_path.write_bytes(b"!" * config_path.stat().st_size)
+    assert "config.json was changed after conversion" in (entry_problem(folder) or "")
+    monkeypatch.setattr(gguf_cache.cache_digest, "content_problem", lambda *args: None)
     assert entry_problem(folder) is None
 
     conversions = count_conversions(monkeypatch)
