@@ -33,6 +33,7 @@ from typing import Any
 
 from leverchat import __version__, paths
 from leverchat.engine import cache_digest
+from leverchat.engine.gguf_header import gguf_problem
 from leverchat.engine.safetensors_check import SafetensorsDamaged, check_safetensors_file
 from leverchat.engine.types import EngineError
 
@@ -156,6 +157,12 @@ def ensure_converted(
         _log.warning("The converted copy %s is damaged (%s): converting again", folder, problem)
         report(f"The converted copy of {gguf_path.name} is damaged ({problem}); converting", None)
         discard_entry(folder)
+    problem = gguf_problem(gguf_path)
+    if problem is not None:
+        raise EngineError(
+            f"{gguf_path} is not a valid GGUF file: {problem}. Point --model at a .gguf model "
+            "file, or at a Hugging Face model folder (config.json + safetensors)."
+        )
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -242,7 +249,8 @@ def _convert_into(gguf_path: Path, destination: Path, report: ConversionReport) 
         ) from None
     except (ValueError, KeyError, IndexError, TypeError, OSError, RuntimeError) as error:
         raise EngineError(
-            f"Cannot convert {gguf_path}: {error}. It may be damaged, or an architecture "
+            f"Cannot convert {gguf_path}: {str(error).rstrip('.')}. It may be damaged, or an "
+            "architecture "
             "transformers cannot read from GGUF; point --model at a Hugging Face model folder "
             "(config.json + safetensors) instead."
         ) from None
