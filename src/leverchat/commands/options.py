@@ -169,15 +169,13 @@ def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
         elif spec.kind == "float":
             if not _FLOAT.fullmatch(text.strip()):
                 raise argparse.ArgumentTypeError(
-                    f"{spec.name}: {text!r} is not a number (ASCII digits, e.g. 0.7); "
-                    f"allowed {spec.range_text()}"
+                    f"{text!r} is not a number; allowed {spec.range_text()}, in ASCII digits"
                 )
             value = float(text)
         else:
             if not _INTEGER.fullmatch(text.strip()):
                 raise argparse.ArgumentTypeError(
-                    f"{spec.name}: {text!r} is not a whole number (ASCII digits, e.g. 40); "
-                    f"allowed {spec.range_text()}"
+                    f"{text!r} is not a whole number; allowed {spec.range_text()}, in ASCII digits"
                 )
             value = int(text)
         try:
