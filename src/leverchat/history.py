@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -1245,37 +1245,39 @@ class HistoryStore:
         return self._info_from_row(row, lenient=lenient)
 
     def _info_from_row(self, row: Sequence[Any], *, lenient: bool = False) -> ConversationInfo:
+        """One chat's info; an unreadable field raises, or with ``lenient`` gets a default
+        and is named in ``problem`` (so the chat is still listed, opened and deletable)."""
         chat_id = rows.record_id(row[0])
-        try:
-            return ConversationInfo(
-                id=chat_id,
-                title=rows.text(row[1], "title"),
-                created=rows.timestamp(row[2], "created_at"),
-                updated=rows.timestamp(row[3], "updated_at"),
-                message_count=int(row[4]),
-                profile=rows.text(row[5], "profile"),
-                system_prompt=rows.text(row[6], "system_prompt"),
-                levers=_stored_levers(row[7]),
-            )
-        except (ValueError, RecursionError) as error:
-            problem = str(error) if isinstance(error, ValueError) else "levers: nested too deep"
-            if not lenient:
-                raise HistoryError(
-                    f"{self.path}: chat {chat_id} cannot be read ({problem}); delete it with "
-                    f"`leverchat history delete {chat_id}`"
-                ) from error
-        # Listed with what can be read, so that the user sees it and can delete it.
-        return ConversationInfo(
+        problems: list[str] = []
+
+        def read(decode: Callable[[], _T], default: _T) -> _T:
+            try:
+                return decode()
+            except ValueError as error:  # RowProblem, JSONDecodeError and LeverError too
+                problems.append(str(error))
+            except RecursionError:
+                problems.append("levers: nested too deep")
+            return default
+
+        info = ConversationInfo(
             id=chat_id,
-            title=row[1] if isinstance(row[1], str) else "",
-            created=_lenient_time(row[2]),
-            updated=_lenient_time(row[3]),
+            title=read(lambda: rows.text(row[1], "title"), ""),
+            created=read(lambda: rows.timestamp(row[2], "created_at"), rows.UNKNOWN_TIME),
+            updated=read(lambda: rows.timestamp(row[3], "updated_at"), rows.UNKNOWN_TIME),
             message_count=int(row[4]),
-            profile=row[5] if isinstance(row[5], str) else "",
-            system_prompt="",
-            levers=Levers(),
-            problem=problem,
+            profile=read(lambda: rows.text(row[5], "profile"), ""),
+            system_prompt=read(lambda: rows.text(row[6], "system_prompt"), ""),
+            levers=read(lambda: _stored_levers(row[7]), Levers()),
         )
+        if not problems:
+            return info
+        problem = "; ".join(problems)
+        if not lenient:
+            raise HistoryError(
+                f"{self.path}: chat {chat_id} cannot be read ({problem}); delete it with "
+                f"`leverchat history delete {chat_id}`"
+            )
+        return replace(info, problem=problem)
 
     def _load(
         self, conn: sqlite3.Connection, conversation_id: str
@@ -1416,13 +1418,6 @@ def _json(value: object, column: str, empty: str) -> Any:
 
 def _stored_levers(value: object) -> Levers:
     return _levers_from(_json(value, "levers", "{}"), "levers")
-
-
-def _lenient_time(value: object) -> datetime:
-    try:
-        return rows.timestamp(value, "time")
-    except RowProblem:
-        return rows.UNKNOWN_TIME
 
 
 def _snippet(content: str, needle: str, before: int = 30, width: int = 100) -> str:

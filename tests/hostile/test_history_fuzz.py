@@ -195,6 +195,9 @@ def test_hostile_values_in_text_columns_never_crash_or_hide_the_history(
                 # JSON refuses (exit 1, explained) a chat whose settings cannot be read.
                 assert code == 0 or (form == "json" and chat in problems), problems
 
+        code, _, _ = run_cli(db, "search", "reply")
+        assert code == 0
+
         # What `leverchat -c` does: the most recent chat, loaded through the UI's session.
         session = HistorySession(HistoryStore(db))
         try:

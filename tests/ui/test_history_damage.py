@@ -75,3 +75,29 @@ def test_the_f4_row_of_an_unreadable_chat_says_so(tmp_path: Path) -> None:
         [info] = store.list_conversations()
     row = chat_row(info, current=False).plain
     assert "(unreadable) my chat" in row
+
+
+async def test_a_chat_with_an_unreadable_title_and_levers_still_opens_and_says_so(
+    make_app, tmp_path
+):
+    db = tmp_path / "data" / "history.sqlite3"
+    with HistoryStore(db) as store:
+        chat_id = store.create_conversation(system_prompt="Be brief.")
+        user = store.add_user_message(chat_id, "hello", parent_id=None)
+        reply = store.start_reply(chat_id, parent_id=user.id)
+        store.finish_reply(reply.id, "hi there", status=MessageStatus.COMPLETE)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE conversations SET title = x'ff', levers = '{' WHERE id = ?", (chat_id,))
+    conn.commit()
+    conn.close()
+
+    history = HistorySession(HistoryStore(db))
+    app = make_app(history=history, resume_id=chat_id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = chat_screen(app)
+        await wait_for(pilot, lambda: len(screen.query(ReplyView)) == 1, "the chat is shown")
+        assert screen.system_prompt == "Be brief."  # what could be read is restored
+        notes = " ".join(str(n.message) for n in app._notifications)
+        assert f"chat {chat_id}: some stored settings cannot be read (title: a BLOB" in notes
+        assert "levers: not valid JSON" in notes
+    history.close()

@@ -85,7 +85,19 @@ class HistorySession:
             store: HistoryStore,
         ) -> tuple[Conversation, ConversationInfo, tuple[SkippedRecord, ...]]:
             conversation, skipped = store.read_conversation(chat_id)
-            return conversation, store.get_info(chat_id), skipped
+            # Lenient: a damaged setting must not keep the whole chat closed; it is said.
+            info = store.get_info(chat_id, lenient=True)
+            if info.problem is not None:
+                note = SkippedRecord(
+                    "chat",
+                    chat_id,
+                    chat_id,
+                    f"some stored settings cannot be read ({info.problem}); "
+                    "those are left at their defaults",
+                    kept=True,
+                )
+                skipped = (note, *skipped)
+            return conversation, info, skipped
 
         return self.read(load)
 
