@@ -47,7 +47,7 @@ from leverchat.chat import (
     title_from,
 )
 from leverchat.engine.types import LeverChange, Role, Stats, StopReason
-from leverchat.history_rows import RowProblem, SkippedRecord
+from leverchat.history_rows import SkippedRecord
 from leverchat.levers import LeverError, Levers
 
 _T = TypeVar("_T")
@@ -905,28 +905,10 @@ class HistoryStore:
                 f"SELECT {_MESSAGE_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",  # noqa: S608
                 (conversation_id,),
             ).fetchall()
-        messages: list[StoredMessage] = []
-        skipped: list[SkippedRecord] = []
-        left_out: set[str] = set()
-        for row in found:
-            message_id = rows.record_id(row[0])
-            if row[1] is not None and rows.record_id(row[1]) in left_out:
-                # Kept, it would point at a parent the export lacks and could not be imported.
-                left_out.add(message_id)
-                skipped.append(
-                    SkippedRecord("message", message_id, conversation_id, "its parent was skipped")
-                )
-                continue
-            try:
-                stored, note = self._checked_message(row)
-            except RowProblem as error:
-                left_out.add(message_id)
-                skipped.append(SkippedRecord("message", message_id, conversation_id, str(error)))
-                continue
-            if note is not None:
-                skipped.append(note)
-            messages.append(stored)
-        return ConversationRecord(info, tuple(messages), tuple(skipped))
+        messages, skipped = rows.collect(
+            found, self._checked_message, conversation_id, drop_descendants=True
+        )
+        return ConversationRecord(info, tuple(messages), skipped)
 
     def import_record(self, record: ConversationRecord) -> str:
         """Store a chat from an export (same ids); refused if its id is already here."""
@@ -987,7 +969,7 @@ class HistoryStore:
                         updated=rows.timestamp(row[5], "updated_at"),
                     )
                 )
-            except RowProblem:
+            except rows.RowProblem:
                 continue  # An unreadable message is reported where its chat is opened.
         return hits
 
@@ -1114,12 +1096,7 @@ class HistoryStore:
                 " WHERE conversation_id = ? AND parent_id IS ? ORDER BY seq",
                 (chat_id, parent_id),
             ).fetchall()
-        readable = []
-        for row in found:
-            try:
-                readable.append(self._checked_message(row)[0])
-            except RowProblem:
-                continue  # Reported when the chat was opened.
+        readable, _ = rows.collect(found, self._checked_message, chat_id)  # said on opening
         count = len(readable)
         return tuple(
             stored.to_message(version=index, version_count=count)
@@ -1248,27 +1225,8 @@ class HistoryStore:
         """One chat's info; an unreadable field raises, or with ``lenient`` gets a default
         and is named in ``problem`` (so the chat is still listed, opened and deletable)."""
         chat_id = rows.record_id(row[0])
-        problems: list[str] = []
-
-        def read(decode: Callable[[], _T], default: _T) -> _T:
-            try:
-                return decode()
-            except ValueError as error:  # RowProblem, JSONDecodeError and LeverError too
-                problems.append(str(error))
-            except RecursionError:
-                problems.append("levers: nested too deep")
-            return default
-
-        info = ConversationInfo(
-            id=chat_id,
-            title=read(lambda: rows.text(row[1], "title"), ""),
-            created=read(lambda: rows.timestamp(row[2], "created_at"), rows.UNKNOWN_TIME),
-            updated=read(lambda: rows.timestamp(row[3], "updated_at"), rows.UNKNOWN_TIME),
-            message_count=int(row[4]),
-            profile=read(lambda: rows.text(row[5], "profile"), ""),
-            system_prompt=read(lambda: rows.text(row[6], "system_prompt"), ""),
-            levers=read(lambda: _stored_levers(row[7]), Levers()),
-        )
+        values, problems = rows.info_fields(row)
+        info = ConversationInfo(id=chat_id, message_count=int(row[4]), **values)
         if not problems:
             return info
         problem = "; ".join(problems)
@@ -1288,96 +1246,35 @@ class HistoryStore:
         if chat is None:
             raise self._no_chat(conversation_id)
         found = conn.execute(_ACTIVE_PATH_SQL, {"conversation": conversation_id}).fetchall()
-        messages: list[Message] = []
-        skipped: list[SkippedRecord] = []
-        for row in found:
-            try:
-                stored, note = self._checked_message(row)
-            except RowProblem as error:
-                # The rest of the chat still opens; the caller reports what was left out.
-                skipped.append(
-                    SkippedRecord("message", rows.record_id(row[0]), conversation_id, str(error))
-                )
-                continue
-            if note is not None:
-                skipped.append(note)
-            messages.append(stored.to_message(version=row[17], version_count=row[18]))
+
+        def message(row: Sequence[Any]) -> tuple[Message, str | None]:
+            stored, note = self._checked_message(row)
+            return stored.to_message(version=row[17], version_count=row[18]), note
+
+        # The rest of the chat opens without the unreadable messages; the caller says so.
+        messages, skipped = rows.collect(found, message, conversation_id)
         title = chat[0] if isinstance(chat[0], str) else ""
-        return Conversation(messages=tuple(messages), id=conversation_id, title=title), tuple(
-            skipped
-        )
+        return Conversation(messages=tuple(messages), id=conversation_id, title=title), skipped
 
-    def _checked_message(self, row: Sequence[Any]) -> tuple[StoredMessage, SkippedRecord | None]:
-        """A message row, or RowProblem; an unreadable provenance is dropped with a note."""
-        message_id = rows.text(row[0], "id")
-        role = rows.text(row[3], "role")
-        if role not in ("user", "assistant"):
-            raise RowProblem(f"role: {role[:20]!r}, not 'user' or 'assistant'")
+    def _checked_message(self, row: Sequence[Any]) -> tuple[StoredMessage, str | None]:
+        """A message row (RowProblem if unreadable); an unreadable provenance is dropped and
+        the reason returned, since the text is still the user's."""
+        values = rows.message_fields(row)
         try:
-            status = MessageStatus(rows.text(row[5], "status"))
-        except RowProblem:
-            raise
-        except ValueError:
-            raise RowProblem(f"status: unknown value {str(row[5])[:20]!r}") from None
-        note = None
-        try:
-            provenance = self._read_provenance(row[8:17])
-        except (ValueError, RecursionError) as error:
-            provenance = None
-            reason = str(error) if isinstance(error, ValueError) else "nested too deep"
-            note = SkippedRecord(
-                "message",
-                message_id,
-                "",
-                f"its provenance cannot be read ({reason}); shown without it",
-                kept=True,
-            )
-        stored = StoredMessage(
-            id=message_id,
-            parent_id=rows.optional_text(row[1], "parent id"),
-            active=bool(row[2]),
-            role=cast(Role, role),
-            content=rows.text(row[4], "content"),
-            status=status,
-            created=rows.timestamp(row[6], "created_at"),
-            updated=rows.timestamp(row[7], "updated_at"),
-            provenance=provenance,
-        )
-        return stored, note
-
-    def _stored_from_row(self, row: Sequence[Any]) -> StoredMessage:
-        message_id = rows.record_id(row[0])
-        return self._decode(lambda: self._checked_message(row)[0], message_id)
+            return StoredMessage(**values, provenance=_provenance(row[8:17])), None
+        except ValueError as error:
+            reason = f"its provenance cannot be read ({error}); shown without it"
+            return StoredMessage(**values), reason
 
     def _provenance_from_columns(
         self, columns: Sequence[Any], message_id: str
     ) -> ReplyProvenance | None:
-        return self._decode(lambda: self._read_provenance(columns), message_id)
-
-    def _read_provenance(self, columns: Sequence[Any]) -> ReplyProvenance | None:
-        """The provenance columns as one ReplyProvenance; ValueError names the bad value."""
-        model, profile, system_prompt, seed, stop_reason, error, levers, changes, stats = columns
-        if model is None:
-            return None
-        return provenance_from_mapping(
-            {
-                "model": rows.text(model, "provenance model"),
-                "profile": rows.optional_text(profile, "provenance profile") or "",
-                "system_prompt": rows.optional_text(system_prompt, "provenance system prompt")
-                or "",
-                "seed": rows.optional_int(seed, "provenance seed"),
-                "stop_reason": rows.optional_text(stop_reason, "stop reason"),
-                "error": rows.optional_text(error, "provenance error"),
-                "levers": _json(levers, "provenance levers", "{}"),
-                "lever_changes": _json(changes, "provenance lever changes", "[]"),
-                "stats": _json(stats, "provenance stats", "{}"),
-            }
-        )
+        return self._decode(lambda: _provenance(columns), message_id)
 
     def _decode(self, decode: Callable[[], _T], record_id: str) -> _T:
         try:
             return decode()
-        except (ValueError, RecursionError) as error:  # JSONDecodeError, LeverError: ValueError
+        except ValueError as error:  # json.JSONDecodeError and LeverError are ValueErrors
             raise HistoryError(
                 f"{self.path}: record {record_id} holds a value this leverchat cannot read "
                 f"({error})"
@@ -1407,17 +1304,9 @@ def _casefold(value: object) -> str | None:
     return value.casefold() if isinstance(value, str) else None
 
 
-def _json(value: object, column: str, empty: str) -> Any:
-    """A stored JSON column (NULL or '' meaning ``empty``); ValueError names the column."""
-    raw = rows.optional_text(value, column) or empty
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise RowProblem(f"{column}: not valid JSON ({error.msg})") from None
-
-
-def _stored_levers(value: object) -> Levers:
-    return _levers_from(_json(value, "levers", "{}"), "levers")
+def _provenance(columns: Sequence[Any]) -> ReplyProvenance | None:
+    mapping = rows.provenance_mapping(columns)
+    return None if mapping is None else provenance_from_mapping(mapping)
 
 
 def _snippet(content: str, needle: str, before: int = 30, width: int = 100) -> str:
