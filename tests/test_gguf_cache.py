@@ -342,10 +342,12 @@ def test_a_rewritten_file_with_the_same_size_and_mtime_gets_a_new_entry(gguf_cop
 def test_a_damaged_gguf_file_is_named(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4096))
-    with pytest.raises(EngineError, match=r"Cannot convert") as caught:
+    # Refused from its header, before any conversion, in words that say what it is.
+    with pytest.raises(EngineError, match=r"is not a valid GGUF file") as caught:
         load_model(ModelSpec(str(broken)))
     assert str(broken) in str(caught.value)
-    assert not any(paths.converted_models_dir().iterdir())
+    converted = paths.converted_models_dir()
+    assert not converted.exists() or not any(converted.iterdir())
 
 
 def test_a_truncated_gguf_file_is_named(gguf_copy: Path) -> None:
