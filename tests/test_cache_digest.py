@@ -166,3 +166,20 @@ def test_progress_names_damage_as_the_reason_for_converting(tiny_gguf: Path) -> 
     seen: list[LoadProgress] = []
     load_model(ModelSpec(str(tiny_gguf)), seen.append)
     assert any("damaged" in progress.message for progress in seen)
+
+
+def test_a_damaged_entry_that_cannot_be_removed_is_named(
+    tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = ensure_converted(tiny_gguf).folder
+    overwrite_inside(folder / "model.safetensors", seed=5)
+
+    def refuse(path: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(gguf_cache, "discard_entry", refuse)
+    with pytest.raises(EngineError) as caught:
+        ensure_converted(tiny_gguf)
+    message = str(caught.value)
+    assert f"{folder} is damaged (model.safetensors was changed" in message
+    assert "cannot be removed: Permission denied" in message

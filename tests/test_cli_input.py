@@ -279,3 +279,20 @@ def test_ask_ended_by_a_signal_exits_with_128_plus_the_signal(signal_number: int
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+@pytest.mark.parametrize("option", [None, "--system"])
+def test_arguments_that_are_not_utf8_are_refused_before_loading(option: str | None) -> None:
+    bad = os.fsdecode(b"caf\xe9")  # what Python makes of a Latin-1 argument
+    argv = ["ask", "--model", "/nonexistent/model"]
+    argv += [option, bad, "hello"] if option else [bad]
+    done = subprocess.run(
+        [sys.executable, "-m", "leverchat", *argv],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    err = done.stderr.decode(errors="replace")
+    assert "not valid UTF-8 text: byte 0xe9 at offset 3" in err
+    assert "nonexistent" not in err and "Traceback" not in err

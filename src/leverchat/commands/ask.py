@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -86,9 +87,23 @@ def _read_prompt(args: argparse.Namespace) -> str:
     else:
         prompt = str(args.prompt)
         where = "the question"
+        _require_utf8(prompt, where)
     if not prompt.strip():
         raise _UsageError(f"{where} is empty: give some text to ask")
     return prompt
+
+
+def _require_utf8(text: str, where: str) -> None:
+    """Arguments that were not UTF-8 arrive with surrogate escapes: refuse them here, not
+    after loading the model (the tokenizer cannot encode them)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raw = os.fsencode(text[: error.start])
+        bad = os.fsencode(text[error.start])
+        raise _UsageError(
+            f"{where} is not valid UTF-8 text: byte 0x{bad[0]:02x} at offset {len(raw)}"
+        ) from None
 
 
 def _read_stdin() -> str:
@@ -141,6 +156,7 @@ def _resolve_profile(args: argparse.Namespace) -> tuple[Levers, str, str | None,
     except LeverError as error:  # already validated by argparse; kept for safety
         raise _UsageError(error.message) from None
     if args.system is not None:
+        _require_utf8(args.system, "--system")
         system = args.system
     if args.prompt_format:
         prompt_format = cast(PromptFormat, args.prompt_format)

@@ -156,7 +156,14 @@ def ensure_converted(
         # Rebuilt as a missing entry would be, but said: the user may wonder why it is slow.
         _log.warning("The converted copy %s is damaged (%s): converting again", folder, problem)
         report(f"The converted copy of {gguf_path.name} is damaged ({problem}); converting", None)
-        discard_entry(folder)
+        try:
+            discard_entry(folder)
+        except OSError as error:
+            raise EngineError(
+                f"The converted copy {folder} is damaged ({problem}) and cannot be removed: "
+                f"{error.strerror or error}. Delete it, or set LEVERCHAT_CACHE_DIR to a "
+                "writable folder."
+            ) from None
     problem = gguf_problem(gguf_path)
     if problem is not None:
         raise EngineError(
