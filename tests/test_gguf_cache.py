@@ -196,10 +196,16 @@ def test_damaged_entry_is_detected_and_rebuilt(
 def test_entry_that_passes_checks_but_fails_to_load_is_rebuilt(
     tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same sizes, broken content: the load fails, so the entry is discarded and rebuilt."""
+    """Same sizes, broken content: the load fails, so the entry is discarded and rebuilt.
+
+    (The content digest now catches this before loading; the load-failure path stays as the
+    second line of defence and is exercised by removing the digest check.)
+    """
     folder = ensure_converted(tiny_gguf).folder
     config_path = folder / "config.json"
     config_path.write_bytes(b"!" * config_path.stat().st_size)
+    assert "config.json was changed after conversion" in (entry_problem(folder) or "")
+    monkeypatch.setattr(gguf_cache.cache_digest, "content_problem", lambda *args: None)
     assert entry_problem(folder) is None
 
     conversions = count_conversions(monkeypatch)
@@ -336,10 +342,12 @@ def test_a_rewritten_file_with_the_same_size_and_mtime_gets_a_new_entry(gguf_cop
 def test_a_damaged_gguf_file_is_named(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4096))
-    with pytest.raises(EngineError, match=r"Cannot convert") as caught:
+    # Refused from its header, before any conversion, in words that say what it is.
+    with pytest.raises(EngineError, match=r"is not a valid GGUF file") as caught:
         load_model(ModelSpec(str(broken)))
     assert str(broken) in str(caught.value)
-    assert not any(paths.converted_models_dir().iterdir())
+    converted = paths.converted_models_dir()
+    assert not converted.exists() or not any(converted.iterdir())
 
 
 def test_a_truncated_gguf_file_is_named(gguf_copy: Path) -> None:

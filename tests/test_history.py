@@ -662,8 +662,14 @@ def test_an_unreadable_stored_value_names_the_record(store: HistoryStore, db_pat
     conn.execute("UPDATE messages SET levers = '{\"temprature\": 1}' WHERE id = ?", (reply_id,))
     conn.commit()
     conn.close()
-    with pytest.raises(HistoryError, match=f"record {reply_id}.*did you mean 'temperature'"):
-        store.load_conversation(chat_id)
+    # The reply stays readable (its text is the user's); only its provenance is dropped, and
+    # the note says which record and why.
+    conversation, skipped = store.read_conversation(chat_id)
+    reply = conversation.messages[-1]
+    assert reply.id == reply_id and reply.content and reply.provenance is None
+    [note] = skipped
+    assert note.record_id == reply_id
+    assert "did you mean 'temperature'" in note.describe()
 
 
 def test_a_long_held_write_lock_gives_a_busy_error_not_a_crash(db_path: Path) -> None:

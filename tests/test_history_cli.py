@@ -151,11 +151,13 @@ def test_show_accepts_a_unique_prefix_and_prints_provenance(
     out = capsys.readouterr().out
     assert "## You\n\nWhat is top-p?" in out
     assert "Nucleus sampling." in out
+    # Plain text for a person: no Markdown escapes (`top\\_k`) or emphasis markers.
     assert (
-        "*model tiny-llama · profile writer · temperature 1.3, top\\_k 0, top\\_p 0.95, "
-        "min\\_p 0.05 · seed 42 · 9 tokens at " in out
+        "(model tiny-llama · profile writer · temperature 1.3, top_k 0, top_p 0.95, "
+        "min_p 0.05 · seed 42 · 9 tokens at " in out
     )
-    assert "21.2 tok/s · end of turn*" in out
+    assert "\\_" not in out and "*" not in out
+    assert "21.2 tok/s · end of turn)" in out
 
 
 def test_ambiguous_and_unknown_ids_are_explained(

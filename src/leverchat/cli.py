@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from leverchat import __version__
 from leverchat.commands import ask, history_cmd, profiles_cmd
-from leverchat.commands.options import add_model_options
+from leverchat.commands.options import add_model_options, join_negative_lever_values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # TUI on 2 cores: 10.0 tok/s spinning, 12.2 tok/s passive. A user's setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_lever_values(sys.argv[1:] if argv is None else argv))
     handler = getattr(args, "handler", None)
     try:
         if handler is not None:
@@ -61,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from leverchat.ui.launch import run_tui
 
         return int(run_tui(args))
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as interrupt:
+        # Ctrl+C: 130; SIGTERM and SIGHUP (raised as interrupts by `ask`): 128 + the signal.
+        return int(getattr(interrupt, "exit_code", 130))
     except BrokenPipeError:
         # `leverchat ... | head`: the reader went away; not an error worth a traceback.
         sys.stderr.close()

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, cast
@@ -43,49 +43,58 @@ class ExportError(ValueError):
 # Markdown
 
 
-def to_markdown(info: ConversationInfo, conversation: Conversation) -> str:
-    """The chat as a Markdown document, a provenance line under each reply."""
-    lines = [f"# {_escape(info.title) or 'Untitled chat'}", ""]
-    lines.append(f"- Chat: `{info.id}`")
+def to_markdown(info: ConversationInfo, conversation: Conversation, *, plain: bool = False) -> str:
+    """The chat as a Markdown document, a provenance line under each reply.
+
+    ``plain``: the same layout as readable text for a terminal (``history show``): names and
+    levers unescaped (``top_k``, not ``top\\_k``), no emphasis markers.
+    """
+    escape = _no_escape if plain else _escape
+    code, strong = ("", "") if plain else ("`", "**")
+    lines = [f"# {escape(info.title) or 'Untitled chat'}", ""]
+    lines.append(f"- Chat: {code}{info.id}{code}")
     lines.append(f"- Started: {_when(info.created)} · last active: {_when(info.updated)}")
     if info.profile:
-        lines.append(f"- Profile: {_escape(info.profile)}")
-    lines.append(f"- Levers at the end: {_lever_text(info.levers) or 'the defaults'}")
+        lines.append(f"- Profile: {escape(info.profile)}")
+    lines.append(f"- Levers at the end: {_lever_text(info.levers, escape) or 'the defaults'}")
     if info.system_prompt.strip():
         lines.append("")
-        lines.append("> **System prompt**")
+        lines.append(f"> {strong}System prompt{strong}")
         lines.append(">")
         lines.extend(f"> {line}".rstrip() for line in info.system_prompt.splitlines())
+    empty = "(no text)" if plain else "*(no text)*"
     for message in conversation.messages:
-        lines.extend(["", f"## {_heading(message)}", "", message.content or "*(no text)*"])
+        lines.extend(["", f"## {_heading(message)}", "", message.content or empty])
         if message.role == "assistant":
-            lines.extend(["", provenance_line(message)])
+            lines.extend(["", provenance_line(message, plain=plain)])
     return "\n".join(lines) + "\n"
 
 
-def provenance_line(message: Message) -> str:
-    """One italic line: how this reply was made, and how it ended."""
+def provenance_line(message: Message, *, plain: bool = False) -> str:
+    """One italic line (plain: in parentheses): how this reply was made, and how it ended."""
+    escape = _no_escape if plain else _escape
     provenance = message.provenance
-    parts = _provenance_parts(provenance) if provenance else ["no provenance recorded"]
+    parts = _provenance_parts(provenance, escape) if provenance else ["no provenance recorded"]
     if message.status is not MessageStatus.COMPLETE:
         parts.append(message.status.value)
     if provenance is not None and provenance.error:
-        parts.append("error: " + _escape(" ".join(provenance.error.split())))
-    return "*" + " · ".join(parts) + "*"
+        parts.append("error: " + escape(" ".join(provenance.error.split())))
+    line = " · ".join(parts)
+    return f"({line})" if plain else f"*{line}*"
 
 
-def _provenance_parts(provenance: ReplyProvenance) -> list[str]:
-    parts = [f"model {_escape(provenance.model) or '?'}"]
+def _provenance_parts(provenance: ReplyProvenance, escape: Callable[[str], str]) -> list[str]:
+    parts = [f"model {escape(provenance.model) or '?'}"]
     if provenance.profile:
-        parts.append(f"profile {_escape(provenance.profile)}")
-    levers = _lever_text(provenance.levers)
+        parts.append(f"profile {escape(provenance.profile)}")
+    levers = _lever_text(provenance.levers, escape)
     if levers:
         parts.append(levers)
     for change in provenance.lever_changes:
         changed = ", ".join(
             f"{name} {_format_value(getattr(change.levers, name))}" for name in change.changed
         )
-        parts.append(f"from token {change.token_index}: {_escape(changed) or 'no change'}")
+        parts.append(f"from token {change.token_index}: {escape(changed) or 'no change'}")
     seed = provenance.seed if provenance.seed is not None else provenance.levers.seed
     parts.append(f"seed {seed}" if seed is not None else "seed not recorded")
     stats = provenance.stats
@@ -101,7 +110,7 @@ def _provenance_parts(provenance: ReplyProvenance) -> list[str]:
 _ALWAYS_SHOWN = ("temperature", "top_p", "top_k", "min_p")
 
 
-def _lever_text(levers: Levers) -> str:
+def _lever_text(levers: Levers, escape: Callable[[str], str]) -> str:
     """The core sampling levers, then any other lever that differs from the defaults (the
     seed is shown on its own)."""
     changed = levers.to_mapping(only_changed_from=Levers())
@@ -109,7 +118,7 @@ def _lever_text(levers: Levers) -> str:
     shown = {name: getattr(levers, name) for name in LEVER_NAMES if name in _ALWAYS_SHOWN}
     shown.update({name: value for name, value in changed.items() if name not in shown})
     ordered = sorted(shown.items(), key=lambda item: LEVER_NAMES.index(item[0]))
-    return _escape(", ".join(f"{name} {_format_value(value)}" for name, value in ordered))
+    return escape(", ".join(f"{name} {_format_value(value)}" for name, value in ordered))
 
 
 def _format_value(value: Any) -> str:
@@ -137,6 +146,10 @@ _MARKDOWN_SPECIAL: Final = str.maketrans({char: "\\" + char for char in "\\`*_[]
 def _escape(text: str) -> str:
     """Names and titles shown literally (a profile called ``*bold*`` stays as written)."""
     return text.translate(_MARKDOWN_SPECIAL)
+
+
+def _no_escape(text: str) -> str:
+    return text
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,12 +30,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
+from leverchat import history_rows as rows
 from leverchat import paths
 from leverchat.chat import (
     Conversation,
@@ -46,6 +47,7 @@ from leverchat.chat import (
     title_from,
 )
 from leverchat.engine.types import LeverChange, Role, Stats, StopReason
+from leverchat.history_rows import SkippedRecord
 from leverchat.levers import LeverError, Levers
 from leverchat.userfile import special_file_reason
 
@@ -87,6 +89,8 @@ class ConversationInfo:
     profile: str
     system_prompt: str
     levers: Levers
+    # Why this chat's stored settings cannot be read (listed anyway, so it can be deleted).
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ class ConversationRecord:
 
     info: ConversationInfo
     messages: tuple[StoredMessage, ...]
+    # Messages left out because a stored value could not be read (with what hung from them).
+    skipped: tuple[SkippedRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -684,6 +690,8 @@ class HistoryStore:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.create_function("casefold", 1, _casefold, deterministic=True)
+            # Invalid UTF-8 arrives as bytes (reported per row) instead of failing the query.
+            conn.text_factory = rows.decode_text
         except sqlite3.Error as error:
             conn.close()
             raise self._wrap(error) from error
@@ -839,20 +847,23 @@ class HistoryStore:
             sql += " LIMIT ?"
             parameters = (max(limit, 0),)
         with self._snapshot() as conn:
-            rows = conn.execute(sql, parameters).fetchall()
-        return [self._info_from_row(row) for row in rows]
+            found = conn.execute(sql, parameters).fetchall()
+        # Lenient: one unreadable chat is listed with its problem, never hides the others.
+        return [self._info_from_row(row, lenient=True) for row in found]
 
     def most_recent_id(self) -> str | None:
         """The chat with the latest activity (for ``leverchat --continue``), or None."""
         with self._snapshot() as conn:
             row = conn.execute(
-                "SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1"
+                "SELECT id FROM conversations WHERE typeof(updated_at) = 'text'"
+                " ORDER BY updated_at DESC, rowid DESC LIMIT 1"
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def get_info(self, conversation_id: str) -> ConversationInfo:
+    def get_info(self, conversation_id: str, *, lenient: bool = False) -> ConversationInfo:
+        """One chat's info; ``lenient``: unreadable settings set ``problem`` instead of raising."""
         with self._snapshot() as conn:
-            return self._info(conn, conversation_id)
+            return self._info(conn, conversation_id, lenient=lenient)
 
     def resolve_id(self, prefix: str) -> str:
         """The one chat id that starts with ``prefix`` (an exact id always wins)."""
@@ -880,6 +891,12 @@ class HistoryStore:
 
     def load_conversation(self, conversation_id: str) -> Conversation:
         """The chat as the user sees it: the active version of every turn, in order."""
+        return self.read_conversation(conversation_id)[0]
+
+    def read_conversation(
+        self, conversation_id: str
+    ) -> tuple[Conversation, tuple[SkippedRecord, ...]]:
+        """:meth:`load_conversation`, plus the messages left out as unreadable (to report)."""
         with self._snapshot() as conn:
             return self._load(conn, conversation_id)
 
@@ -887,11 +904,14 @@ class HistoryStore:
         """Everything about one chat, every version of every message included."""
         with self._snapshot() as conn:
             info = self._info(conn, conversation_id)
-            rows = conn.execute(
+            found = conn.execute(
                 f"SELECT {_MESSAGE_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",  # noqa: S608
                 (conversation_id,),
             ).fetchall()
-        return ConversationRecord(info, tuple(self._stored_from_row(row) for row in rows))
+        messages, skipped = rows.collect(
+            found, self._checked_message, conversation_id, drop_descendants=True
+        )
+        return ConversationRecord(info, tuple(messages), skipped)
 
     def import_record(self, record: ConversationRecord) -> str:
         """Store a chat from an export (same ids); refused if its id is already here."""
@@ -928,27 +948,33 @@ class HistoryStore:
         if not needle:
             raise HistoryError("give some text to search for")
         with self._snapshot() as conn:
-            rows = conn.execute(
+            found = conn.execute(
                 """
                 SELECT m.conversation_id, c.title, m.id, m.role, m.content, m.updated_at
                 FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
-                WHERE instr(casefold(m.content), ?) > 0
+                WHERE typeof(m.content) = 'text'
+                  AND instr(casefold(CAST(m.content AS BLOB)), ?) > 0
                 ORDER BY m.updated_at DESC, m.seq DESC
                 LIMIT ?
                 """,
                 (_casefold(needle), max(limit, 0)),
             ).fetchall()
-        return [
-            SearchHit(
-                conversation_id=row[0],
-                title=row[1],
-                message_id=row[2],
-                role=row[3],
-                snippet=_snippet(row[4], needle),
-                updated=_parse_timestamp(row[5]),
-            )
-            for row in rows
-        ]
+        hits = []
+        for row in found:
+            try:
+                hits.append(
+                    SearchHit(
+                        conversation_id=rows.text(row[0], "chat id"),
+                        title=row[1] if isinstance(row[1], str) else "",
+                        message_id=rows.text(row[2], "id"),
+                        role=cast(Role, rows.text(row[3], "role")),
+                        snippet=_snippet(rows.text(row[4], "content"), needle),
+                        updated=rows.timestamp(row[5], "updated_at"),
+                    )
+                )
+            except rows.RowProblem:
+                continue  # An unreadable message is reported where its chat is opened.
+        return hits
 
     # -- messages --------------------------------------------------------------------------
 
@@ -1068,15 +1094,16 @@ class HistoryStore:
         """Every version of the turn ``message_id`` belongs to, oldest first (it included)."""
         with self._snapshot() as conn:
             chat_id, parent_id = self._locate(conn, message_id)
-            rows = conn.execute(
+            found = conn.execute(
                 f"SELECT {_MESSAGE_SELECT} FROM messages"  # noqa: S608
                 " WHERE conversation_id = ? AND parent_id IS ? ORDER BY seq",
                 (chat_id, parent_id),
             ).fetchall()
-        count = len(rows)
+        readable, _ = rows.collect(found, self._checked_message, chat_id)  # said on opening
+        count = len(readable)
         return tuple(
-            self._stored_from_row(row).to_message(version=index, version_count=count)
-            for index, row in enumerate(rows, start=1)
+            stored.to_message(version=index, version_count=count)
+            for index, stored in enumerate(readable, start=1)
         )
 
     def select_version(self, message_id: str) -> Conversation:
@@ -1189,77 +1216,63 @@ class HistoryStore:
     def _no_chat(self, conversation_id: str) -> ConversationNotFound:
         return ConversationNotFound(f"no chat {conversation_id} in {self.path}")
 
-    def _info(self, conn: sqlite3.Connection, conversation_id: str) -> ConversationInfo:
+    def _info(
+        self, conn: sqlite3.Connection, conversation_id: str, *, lenient: bool = False
+    ) -> ConversationInfo:
         row = conn.execute(_INFO_SELECT + " WHERE c.id = ?", (conversation_id,)).fetchone()
         if row is None:
             raise self._no_chat(conversation_id)
-        return self._info_from_row(row)
+        return self._info_from_row(row, lenient=lenient)
 
-    def _info_from_row(self, row: Sequence[Any]) -> ConversationInfo:
-        chat_id = str(row[0])
-        return ConversationInfo(
-            id=chat_id,
-            title=row[1],
-            created=_parse_timestamp(row[2]),
-            updated=_parse_timestamp(row[3]),
-            message_count=int(row[4]),
-            profile=row[5],
-            system_prompt=row[6],
-            levers=self._decode(lambda: _levers_from(json.loads(row[7]), "levers"), chat_id),
-        )
+    def _info_from_row(self, row: Sequence[Any], *, lenient: bool = False) -> ConversationInfo:
+        """One chat's info; an unreadable field raises, or with ``lenient`` gets a default
+        and is named in ``problem`` (so the chat is still listed, opened and deletable)."""
+        chat_id = rows.record_id(row[0])
+        values, problems = rows.info_fields(row)
+        info = ConversationInfo(id=chat_id, message_count=int(row[4]), **values)
+        if not problems:
+            return info
+        problem = "; ".join(problems)
+        if not lenient:
+            raise HistoryError(
+                f"{self.path}: chat {chat_id} cannot be read ({problem}); delete it with "
+                f"`leverchat history delete {chat_id}`"
+            )
+        return replace(info, problem=problem)
 
-    def _load(self, conn: sqlite3.Connection, conversation_id: str) -> Conversation:
+    def _load(
+        self, conn: sqlite3.Connection, conversation_id: str
+    ) -> tuple[Conversation, tuple[SkippedRecord, ...]]:
         chat = conn.execute(
             "SELECT title FROM conversations WHERE id = ?", (conversation_id,)
         ).fetchone()
         if chat is None:
             raise self._no_chat(conversation_id)
-        rows = conn.execute(_ACTIVE_PATH_SQL, {"conversation": conversation_id}).fetchall()
-        messages = tuple(
-            self._stored_from_row(row).to_message(version=row[17], version_count=row[18])
-            for row in rows
-        )
-        return Conversation(messages=messages, id=conversation_id, title=chat[0])
+        found = conn.execute(_ACTIVE_PATH_SQL, {"conversation": conversation_id}).fetchall()
 
-    def _stored_from_row(self, row: Sequence[Any]) -> StoredMessage:
-        message_id = str(row[0])
-        return StoredMessage(
-            id=message_id,
-            parent_id=row[1],
-            active=bool(row[2]),
-            role=cast(Role, row[3]),
-            content=row[4],
-            status=self._decode(lambda: MessageStatus(row[5]), message_id),
-            created=_parse_timestamp(row[6]),
-            updated=_parse_timestamp(row[7]),
-            provenance=self._provenance_from_columns(row[8:17], message_id),
-        )
+        def message(row: Sequence[Any]) -> tuple[Message, str | None]:
+            stored, note = self._checked_message(row)
+            return stored.to_message(version=row[17], version_count=row[18]), note
+
+        # The rest of the chat opens without the unreadable messages; the caller says so.
+        messages, skipped = rows.collect(found, message, conversation_id)
+        title = chat[0] if isinstance(chat[0], str) else ""
+        return Conversation(messages=tuple(messages), id=conversation_id, title=title), skipped
+
+    def _checked_message(self, row: Sequence[Any]) -> tuple[StoredMessage, str | None]:
+        """A message row (RowProblem if unreadable); an unreadable provenance is dropped and
+        the reason returned, since the text is still the user's."""
+        values = rows.message_fields(row)
+        try:
+            return StoredMessage(**values, provenance=_provenance(row[8:17])), None
+        except ValueError as error:
+            reason = f"its provenance cannot be read ({error}); shown without it"
+            return StoredMessage(**values), reason
 
     def _provenance_from_columns(
         self, columns: Sequence[Any], message_id: str
     ) -> ReplyProvenance | None:
-        model, profile, system_prompt, seed, stop_reason, error, levers, changes, stats = columns
-        if model is None:
-            return None
-        mapping = {
-            "model": model,
-            "profile": profile or "",
-            "system_prompt": system_prompt or "",
-            "seed": seed,
-            "stop_reason": stop_reason,
-            "error": error,
-        }
-        return self._decode(
-            lambda: provenance_from_mapping(
-                {
-                    **mapping,
-                    "levers": json.loads(levers or "{}"),
-                    "lever_changes": json.loads(changes or "[]"),
-                    "stats": json.loads(stats or "{}"),
-                }
-            ),
-            message_id,
-        )
+        return self._decode(lambda: _provenance(columns), message_id)
 
     def _decode(self, decode: Callable[[], _T], record_id: str) -> _T:
         try:
@@ -1286,7 +1299,17 @@ def _provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
 
 
 def _casefold(value: object) -> str | None:
+    if isinstance(value, bytes):  # search passes content as a BLOB: invalid UTF-8 must not raise
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     return value.casefold() if isinstance(value, str) else None
+
+
+def _provenance(columns: Sequence[Any]) -> ReplyProvenance | None:
+    mapping = rows.provenance_mapping(columns)
+    return None if mapping is None else provenance_from_mapping(mapping)
 
 
 def _snippet(content: str, needle: str, before: int = 30, width: int = 100) -> str:

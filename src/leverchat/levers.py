@@ -175,7 +175,8 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
         name="seed",
         kind="optional_int",
         default=None,
-        minimum=0,
+        # Any 64-bit integer: torch takes negative seeds too (-1 is its own seed, not random).
+        minimum=-(2**63),
         maximum=2**63 - 1,
         step=1,
         neutral=None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -44,7 +45,12 @@ def register(subparsers: Any) -> None:
         "Levers given here override the profile's.",
     )
     parser.add_argument(
-        "prompt", nargs="?", metavar="PROMPT", help="the question; '-' reads it from stdin"
+        "prompt",
+        nargs="?",
+        metavar="PROMPT",
+        help="the question; '-' reads it from stdin as UTF-8 (input that is not UTF-8 is "
+        "refused, naming the byte offset) and drops the one trailing newline that `echo` "
+        "adds; an empty or blank question is refused (exit code 2)",
     )
     parser.add_argument(
         "--system", metavar="TEXT", help="the system prompt (overrides the profile)"
@@ -72,11 +78,52 @@ def register(subparsers: Any) -> None:
 
 
 def _read_prompt(args: argparse.Namespace) -> str:
+    """The question, checked before the model loads (a bad one must not cost a load)."""
     if args.prompt == "-":
-        return sys.stdin.read()
-    if args.prompt is None:
+        prompt = _read_stdin()
+        where = "the question on stdin"
+    elif args.prompt is None:
         raise _UsageError("give a PROMPT, or '-' to read it from stdin")
-    return str(args.prompt)
+    else:
+        prompt = str(args.prompt)
+        where = "the question"
+        _require_utf8(prompt, where)
+    if not prompt.strip():
+        raise _UsageError(f"{where} is empty: give some text to ask")
+    return prompt
+
+
+def _require_utf8(text: str, where: str) -> None:
+    """Arguments that were not UTF-8 arrive with surrogate escapes: refuse them here, not
+    after loading the model (the tokenizer cannot encode them)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raw = os.fsencode(text[: error.start])
+        bad = os.fsencode(text[error.start])
+        raise _UsageError(
+            f"{where} is not valid UTF-8 text: byte 0x{bad[0]:02x} at offset {len(raw)}"
+        ) from None
+
+
+def _read_stdin() -> str:
+    """stdin as strict UTF-8, without the single trailing newline `echo` adds."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # a text stream (tests, embedding): already decoded
+        text = sys.stdin.read()
+    else:
+        data = buffer.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _UsageError(
+                f"stdin is not valid UTF-8 text: byte 0x{data[error.start]:02x} at offset "
+                f"{error.start}; convert it first (e.g. iconv -f latin1 -t utf-8)"
+            ) from None
+    # One newline only (`echo` adds one); more were typed on purpose.
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text.removesuffix("\n")
 
 
 class _UsageError(Exception):
@@ -109,6 +156,7 @@ def _resolve_profile(args: argparse.Namespace) -> tuple[Levers, str, str | None,
     except LeverError as error:  # already validated by argparse; kept for safety
         raise _UsageError(error.message) from None
     if args.system is not None:
+        _require_utf8(args.system, "--system")
         system = args.system
     if args.prompt_format:
         prompt_format = cast(PromptFormat, args.prompt_format)
@@ -118,8 +166,8 @@ def _resolve_profile(args: argparse.Namespace) -> tuple[Levers, str, str | None,
 def run(args: argparse.Namespace) -> int:
     from leverchat.engine.logsetup import route_library_output_to_log
 
+    install_sigterm_as_interrupt()  # first: importing the libraries below takes seconds
     route_library_output_to_log()
-    install_sigterm_as_interrupt()
     try:
         prompt = _read_prompt(args)
         levers, system, profile_model, prompt_format = _resolve_profile(args)
@@ -148,11 +196,11 @@ def run(args: argparse.Namespace) -> int:
         request = GenerationRequest(messages, FixedLevers(levers), prompt_format=prompt_format)
         writer = _StreamWriter(sys.stdout, request.cancel) if not args.json else None
         future = engine.generate(request, writer.write if writer else None)
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         try:
             result = _wait(future)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as interrupt:
+            interrupted = interrupt
             request.cancel.set()
             result = _wait(future)
         if writer:
@@ -166,7 +214,9 @@ def run(args: argparse.Namespace) -> int:
         if result.error:
             print(f"leverchat: generation failed: {result.error}", file=sys.stderr)
             return EXIT_ERROR
-        return EXIT_INTERRUPTED if interrupted else EXIT_OK
+        if interrupted is not None:
+            return int(getattr(interrupted, "exit_code", EXIT_INTERRUPTED))
+        return EXIT_OK
     finally:
         engine.close()
 
@@ -290,11 +340,19 @@ def result_to_json(result: GenerationResult, info: ModelInfo) -> dict[str, Any]:
     }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl+C; the exit code says which (128 + the signal)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
 def install_sigterm_as_interrupt() -> None:
     """SIGTERM and SIGHUP stop `ask` like Ctrl+C: the reply is cancelled, the engine closed."""
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise Terminated(signum)
 
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:

@@ -17,6 +17,8 @@ from typing import TextIO
 from leverchat.commands.options import positive_int
 from leverchat.export import to_json, to_markdown, write_text_atomic
 from leverchat.history import ConversationInfo, HistoryError, HistoryStore
+from leverchat.history_import import import_file
+from leverchat.history_rows import SkippedRecord
 from leverchat.safetext import single_line, strip_control
 
 _SHORT_ID = 8
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``history`` sub-command to the main parser's sub-commands."""
     parser = subparsers.add_parser(
         "history",
-        help="list, show, export, search or delete saved chats",
+        help="list, show, export, import, search or delete saved chats",
         description="Browse the saved chats. Chat ids may be shortened to a unique prefix.",
     )
     parser.add_argument(
@@ -58,6 +60,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout"
     )
 
+    import_ = actions.add_parser(
+        "import",
+        help="add a chat from a JSON export (as written by `history export --format json`)",
+        description="Add the chat in FILE, a JSON export, to the history: every message, "
+        "every version and its provenance, with the same ids. A chat that is already in the "
+        "history is refused (delete it first to replace it), and so is a file that is not a "
+        "complete leverchat export; nothing is written then.",
+    )
+    import_.add_argument("file", type=Path, metavar="FILE", help="the JSON export to import")
+
     delete = actions.add_parser("delete", help="delete one chat and all its messages")
     delete.add_argument("chat_id", metavar="ID", help="chat id or a unique prefix of it")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
@@ -78,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 return _export(store, args.chat_id, args.format, args.output)
             if action == "delete":
                 return _delete(store, args.chat_id, assume_yes=args.yes)
+            if action == "import":
+                return _import(store, args.file)
             if action == "search":
                 return _search(store, " ".join(args.text), args.limit)
             return _list(store, getattr(args, "limit", None))
@@ -102,25 +116,45 @@ def _list(store: HistoryStore, limit: int | None) -> int:
     _say(f"{'ID':<{width}}  {'LAST ACTIVE':<16}  MSGS  {'PROFILE':<{profile_width}}  TITLE")
     for chat in chats:
         profile = single_line(chat.profile, profile_width) or "-"
+        title = single_line(chat.title, 60) or "(untitled)"
+        if chat.problem is not None:
+            title = f"(unreadable) {title}"
         _say(
             f"{chat.id[:width]:<{width}}  {_local(chat.updated)}  {chat.message_count:>4}  "
-            f"{profile:<{profile_width}}  {single_line(chat.title, 60) or '(untitled)'}"
+            f"{profile:<{profile_width}}  {title}"
         )
+    # Listed, so they can be deleted; explained once each on stderr, the listing stays clean.
+    for chat in chats:
+        if chat.problem is not None:
+            _warn(
+                f"chat {chat.id} cannot be read ({chat.problem}); delete it with "
+                f"`leverchat history delete {chat.id}`"
+            )
     return 0
 
 
 def _show(store: HistoryStore, prefix: str) -> int:
     chat_id = store.resolve_id(prefix)
-    _say(to_markdown(store.get_info(chat_id), store.load_conversation(chat_id)).rstrip("\n"))
+    info = store.get_info(chat_id, lenient=True)
+    conversation, skipped = store.read_conversation(chat_id)
+    # Plain text: a terminal shows `top_k`, not Markdown's `top\_k` (export keeps Markdown).
+    _say(to_markdown(info, conversation, plain=True).rstrip("\n"))
+    _report(info, skipped)
     return 0
 
 
 def _export(store: HistoryStore, prefix: str, format_name: str, output: Path | None) -> int:
     chat_id = store.resolve_id(prefix)
     if format_name == "json":
-        text = to_json(store.export_record(chat_id))
+        # Strict settings: a JSON export must hold the chat's real levers or nothing.
+        record = store.export_record(chat_id)
+        info, skipped = record.info, record.skipped
+        text = to_json(record)
     else:
-        text = to_markdown(store.get_info(chat_id), store.load_conversation(chat_id))
+        info = store.get_info(chat_id, lenient=True)
+        conversation, skipped = store.read_conversation(chat_id)
+        text = to_markdown(info, conversation)
+    _report(info, skipped)
     if output is None:
         # Exact bytes into a pipe or a redirect; cleaned text on a terminal.
         sys.stdout.write(strip_control(text) if sys.stdout.isatty() else text)
@@ -135,9 +169,29 @@ def _export(store: HistoryStore, prefix: str, format_name: str, output: Path | N
     return 0
 
 
+def _import(store: HistoryStore, path: Path) -> int:
+    record = import_file(store, path)
+    info = record.info
+    versions = len(record.messages)
+    _say(
+        f"Imported {_describe(info)} from {path}"
+        f" ({versions} message version{'' if versions == 1 else 's'} in all)."
+    )
+    return 0
+
+
+def _report(info: ConversationInfo, skipped: tuple[SkippedRecord, ...]) -> None:
+    """Say on stderr what could not be read, so a partial chat is never taken for whole."""
+    if info.problem is not None:
+        _warn(f"chat {info.id}: its settings cannot be read ({info.problem}); defaults shown")
+    for record in skipped:
+        _warn(f"chat {info.id}: {record.describe()}")
+
+
 def _delete(store: HistoryStore, prefix: str, *, assume_yes: bool) -> int:
     chat_id = store.resolve_id(prefix)
-    info = store.get_info(chat_id)
+    # Lenient: a chat whose stored settings are unreadable must still be deletable.
+    info = store.get_info(chat_id, lenient=True)
     if not assume_yes:
         if not sys.stdin.isatty():
             _error(f"not deleting {_describe(info)} without confirmation: add --yes")
@@ -195,3 +249,7 @@ def _say(text: str, stream: TextIO | None = None) -> None:
 
 def _error(text: str) -> None:
     _say(f"leverchat history: error: {text}", sys.stderr)
+
+
+def _warn(text: str) -> None:
+    _say(f"leverchat history: warning: {text}", sys.stderr)

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from leverchat.engine.types import ModelSpec
 from leverchat.levers import LEVER_SPECS, LeverError, LeverSpec, validate_lever
 
 # Option names follow common CLI spelling; `max_new_tokens` is `--max-tokens` as in most tools.
 _OPTION_NAMES = {"max_new_tokens": "--max-tokens", "stop": "--stop"}
+
+# Numbers as a user types them, in ASCII only: int() and float() also take `1_0` and
+# full-width digits (`１０`), which are typos or pasted text, never meant as a lever value.
+_INTEGER: Final = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT: Final = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)",
+    re.ASCII | re.IGNORECASE,
+)
+# What follows a numeric lever option and starts with "-" but is a value, not an option:
+# argparse only knows -1 and -0.5 as negative numbers, so `--temperature -inf` failed.
+_NEGATIVE_VALUE: Final = re.compile(r"-(?:[0-9.]|inf|nan)", re.ASCII | re.IGNORECASE)
+# A generous bound: more threads than this only oversubscribes the cores, and a huge count
+# made torch fail to start threads and then crash (SIGSEGV).
+THREADS_PER_CORE_LIMIT: Final = 4
 
 
 def option_name(spec: LeverSpec) -> str:
@@ -40,10 +56,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         metavar="N",
         help="CPU threads for the model (default: one fewer than the cores, so the chat "
-        "stays responsive; OMP_NUM_THREADS also works)",
+        f"stays responsive; at most {THREADS_PER_CORE_LIMIT} per core, here "
+        f"{max_threads()}; OMP_NUM_THREADS also works)",
     )
     group.add_argument(
         "--quantize",
@@ -92,13 +109,54 @@ def model_spec_from_args(args: argparse.Namespace, fallback_source: str | None =
 
 def positive_int(text: str) -> int:
     """An argparse type for counts that must be 1 or more (--threads, --limit)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not _INTEGER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"not a whole number (ASCII digits): {text!r}")
+    value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
     return value
+
+
+def max_threads() -> int:
+    """The most --threads accepted: THREADS_PER_CORE_LIMIT per CPU core of this machine."""
+    return THREADS_PER_CORE_LIMIT * (os.cpu_count() or 1)
+
+
+def thread_count(text: str) -> int:
+    """--threads: 1 or more, and no more than this machine can use."""
+    value = positive_int(text)
+    limit = max_threads()
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"{value} is more than this machine can use: at most {limit} "
+            f"({THREADS_PER_CORE_LIMIT} per CPU core, {os.cpu_count() or 1} cores)"
+        )
+    return value
+
+
+def join_negative_lever_values(argv: Sequence[str]) -> list[str]:
+    """``--temperature -inf`` as ``--temperature=-inf``, so argparse reads it as the value.
+
+    Only values after a numeric lever option that look like a number (``-inf``, ``-1e5``,
+    ``-.5``) are joined; the lever's own validation then refuses or accepts them.
+    """
+    numeric = {option_name(spec) for spec in LEVER_SPECS if spec.kind != "strings"}
+    joined: list[str] = []
+    items = list(argv)
+    index = 0
+    while index < len(items):
+        item = items[index]
+        if item == "--":
+            joined.extend(items[index:])
+            break
+        following = items[index + 1] if index + 1 < len(items) else None
+        if item in numeric and following is not None and _NEGATIVE_VALUE.match(following):
+            joined.append(f"{item}={following}")
+            index += 2
+            continue
+        joined.append(item)
+        index += 1
+    return joined
 
 
 def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
@@ -109,19 +167,17 @@ def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
         if spec.kind == "strings":
             value = text.encode().decode("unicode_escape") if "\\" in text else text
         elif spec.kind == "float":
-            try:
-                value = float(text)
-            except ValueError:
+            if not _FLOAT.fullmatch(text.strip()):
                 raise argparse.ArgumentTypeError(
-                    f"{text!r} is not a number; allowed {spec.range_text()}"
-                ) from None
+                    f"{text!r} is not a number; allowed {spec.range_text()}, in ASCII digits"
+                )
+            value = float(text)
         else:
-            try:
-                value = int(text)
-            except ValueError:
+            if not _INTEGER.fullmatch(text.strip()):
                 raise argparse.ArgumentTypeError(
-                    f"{text!r} is not a whole number; allowed {spec.range_text()}"
-                ) from None
+                    f"{text!r} is not a whole number; allowed {spec.range_text()}, in ASCII digits"
+                )
+            value = int(text)
         try:
             return validate_lever(spec.name, value)
         except LeverError as error:

@@ -10,13 +10,17 @@ Crash and concurrency safety: an entry is built in a temporary sibling folder, i
 place only when complete. Renaming a folder onto an existing one fails, so when two processes
 convert at once the first rename wins and the loser discards its copy. An entry whose manifest
 is missing or disagrees with the files is damaged: it is moved aside, deleted and rebuilt.
+Sizes miss damage in place, so the manifest also holds each file's CRC-32, checked whenever
+the file changed since it was last verified (see ``cache_digest``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from leverchat import __version__, paths
+from leverchat.engine import cache_digest
+from leverchat.engine.gguf_header import gguf_problem
 from leverchat.engine.safetensors_check import SafetensorsDamaged, check_safetensors_file
 from leverchat.engine.types import EngineError
 
@@ -38,6 +44,8 @@ _STALE_TEMP_AGE_S = 24 * 3600
 # de-quantised float32 weights take about this many bytes per parameter, plus the tokenizer.
 _BYTES_PER_PARAMETER = 4
 _DISK_MARGIN_BYTES = 64 * 1024 * 1024
+
+_log = logging.getLogger(__name__)
 
 # Reports a step of the conversion: message and fraction of the conversion done (0..1).
 ConversionReport = Callable[[str, float | None], None]
@@ -107,7 +115,7 @@ def entry_problem(folder: Path) -> str | None:
                 check_safetensors_file(file_path)
             except (OSError, SafetensorsDamaged) as error:
                 return str(error)
-    return None
+    return cache_digest.content_problem(folder, manifest, manifest_path)
 
 
 def discard_entry(folder: Path) -> None:
@@ -140,10 +148,28 @@ def ensure_converted(
         folder = entry_folder(gguf_path, root)
     except OSError as error:
         raise EngineError(f"Cannot read {gguf_path}: {error.strerror or error}") from None
+    report = report or _ignore_report
     if folder.exists():
-        if entry_problem(folder) is None:
+        problem = entry_problem(folder)
+        if problem is None:
             return CacheEntry(folder, converted_now=False)
-        discard_entry(folder)
+        # Rebuilt as a missing entry would be, but said: the user may wonder why it is slow.
+        _log.warning("The converted copy %s is damaged (%s): converting again", folder, problem)
+        report(f"The converted copy of {gguf_path.name} is damaged ({problem}); converting", None)
+        try:
+            discard_entry(folder)
+        except OSError as error:
+            raise EngineError(
+                f"The converted copy {folder} is damaged ({problem}) and cannot be removed: "
+                f"{error.strerror or error}. Delete it, or set LEVERCHAT_CACHE_DIR to a "
+                "writable folder."
+            ) from None
+    problem = gguf_problem(gguf_path)
+    if problem is not None:
+        raise EngineError(
+            f"{gguf_path} is not a valid GGUF file: {problem}. Point --model at a .gguf model "
+            "file, or at a Hugging Face model folder (config.json + safetensors)."
+        )
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -151,7 +177,12 @@ def ensure_converted(
     _remove_stale_temporaries(root)
     temporary = root / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        _convert_into(gguf_path, temporary, report or _ignore_report)
+        # Made before the long conversion, so that an unwritable cache fails at once.
+        temporary.mkdir()
+    except OSError as error:
+        raise _cache_unwritable(root, error) from None
+    try:
+        _convert_into(gguf_path, temporary, report)
         return CacheEntry(_publish(temporary, folder), converted_now=True)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -188,10 +219,18 @@ def _remove_stale_temporaries(root: Path) -> None:
 
 
 def _cache_unwritable(root: Path, error: OSError) -> EngineError:
-    return EngineError(
-        f"Cannot write the converted-model cache in {root}: {error.strerror or error}. "
-        "Free some space or set LEVERCHAT_CACHE_DIR to a writable folder."
-    )
+    """The advice depends on the cause: a full disk and a read-only folder differ."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "Free some space or set LEVERCHAT_CACHE_DIR to a folder on a larger disk."
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return EngineError(
+            f"The converted-model cache folder {root} is not writable ({reason}). Fix its "
+            "permissions or set LEVERCHAT_CACHE_DIR to a writable folder."
+        )
+    else:
+        advice = "Set LEVERCHAT_CACHE_DIR to a writable folder on a disk with free space."
+    return EngineError(f"Cannot write the converted-model cache in {root}: {reason}. {advice}")
 
 
 def _convert_into(gguf_path: Path, destination: Path, report: ConversionReport) -> None:
@@ -217,7 +256,8 @@ def _convert_into(gguf_path: Path, destination: Path, report: ConversionReport) 
         ) from None
     except (ValueError, KeyError, IndexError, TypeError, OSError, RuntimeError) as error:
         raise EngineError(
-            f"Cannot convert {gguf_path}: {error}. It may be damaged, or an architecture "
+            f"Cannot convert {gguf_path}: {str(error).rstrip('.')}. It may be damaged, or an "
+            "architecture "
             "transformers cannot read from GGUF; point --model at a Hugging Face model folder "
             "(config.json + safetensors) instead."
         ) from None
@@ -226,8 +266,8 @@ def _convert_into(gguf_path: Path, destination: Path, report: ConversionReport) 
     report(f"Saving {name} as safetensors", 0.8)
     model = _rebuild_without_quantization(gguf_model)
     del gguf_model
-    destination.mkdir()
     try:
+        destination.mkdir(exist_ok=True)
         model.save_pretrained(destination)
         tokenizer.save_pretrained(destination)
         _write_manifest(destination, gguf_path)
@@ -279,10 +319,13 @@ def _write_manifest(folder: Path, gguf_path: Path) -> None:
         if file_path.is_file():
             _fsync(file_path)
             files[file_path.name] = file_path.stat().st_size
+    digests, verified = cache_digest.record(folder, list(files))
     stat = gguf_path.resolve().stat()
     manifest = {
         "format": FORMAT_VERSION,
         "files": files,
+        "digests": digests,
+        "verified": verified,
         "source": {
             "path": str(gguf_path.resolve()),
             "size": stat.st_size,

@@ -123,12 +123,31 @@ def resolve_source(source: str | None) -> ResolvedSource:
         )
     if path.is_dir():
         return ResolvedSource("folder", str(path), path.resolve().name or str(path))
+    if path.exists():  # neither file nor folder: a FIFO would block, /dev/zero never ends
+        raise EngineError(
+            f"{path} is {special_file_kind(path)}, not a model file: give a .gguf file or a "
+            "Hugging Face model folder."
+        )
     if _HUB_ID.match(text) and not text.lower().endswith(".gguf"):
         return ResolvedSource("hub", text, text)
     raise EngineError(
         f"No such model file or folder: {path}. Give a Hugging Face model folder, a .gguf file, "
         "or a hub id such as HuggingFaceTB/SmolLM2-360M-Instruct."
     )
+
+
+def special_file_kind(path: Path) -> str:
+    """What a path that exists but is neither a file nor a folder is, in words."""
+    import stat
+
+    mode = path.stat().st_mode
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def pick_device(requested: str) -> torch.device:

@@ -14,6 +14,7 @@ import io
 import logging
 import logging.handlers
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -31,11 +32,40 @@ _handler: _LazyRotatingFileHandler | None = None
 
 
 class _LazyRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """A rotating file handler that creates the log folder and file on the first record only."""
+    """A rotating file handler that creates the log folder and file on the first record only.
+
+    If the log cannot be written (a read-only or unwritable folder, a full disk), logging
+    says so once on stderr and stops: without this, each record printed a "--- Logging
+    error ---" traceback (six of them, ~200 lines, around one `ask` answer).
+    """
+
+    off_reason: str | None = None
 
     def _open(self) -> io.TextIOWrapper:
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.off_reason is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)  # a bug in a log call: logging's own report
+            return
+        folder = Path(self.baseFilename).parent
+        self.off_reason = f"{error.strerror or error}"
+        if error.filename and Path(str(error.filename)) != Path(self.baseFilename):
+            self.off_reason += f": {error.filename}"
+        try:
+            sys.stderr.write(
+                f"leverchat: logging is off: cannot write the log file in {folder} "
+                f"({self.off_reason}). Set LEVERCHAT_LOG_DIR to a writable folder.\n"
+            )
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # no stderr either: nothing more to say
 
 
 def route_library_output_to_log(level: int = logging.INFO) -> Path:

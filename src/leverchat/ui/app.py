@@ -139,7 +139,9 @@ class LeverChatApp(App[None]):
             if isinstance(screen, ChatScreen):
                 # Saved now, before exiting: no message is handled after this.
                 screen.save_and_stop(MessageStatus.INTERRUPTED)
-        self.exit(return_code=0)
+        # 128 + the signal, as a shell reports it (129 SIGHUP, 143 SIGTERM): a script can tell
+        # a hang-up or a kill from a normal quit, after the same clean shutdown.
+        self.exit(return_code=128 + number)
 
     def notify(
         self,

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from leverchat.chat import Conversation, Message, MessageStatus, ReplyProvenance
 from leverchat.history import ConversationInfo, HistoryError, HistoryStore, SearchHit
+from leverchat.history_rows import SkippedRecord
 from leverchat.levers import Levers
 
 _T = TypeVar("_T")
@@ -75,8 +76,30 @@ class HistorySession:
             raise HistoryError(self.problem or f"History is off. {OFF_ADVICE}")
         return what(self.store)
 
-    def load(self, chat_id: str) -> tuple[Conversation, ConversationInfo]:
-        return self.read(lambda store: (store.load_conversation(chat_id), store.get_info(chat_id)))
+    def load(
+        self, chat_id: str
+    ) -> tuple[Conversation, ConversationInfo, tuple[SkippedRecord, ...]]:
+        """The chat, its settings, and the messages left out as unreadable (to be shown)."""
+
+        def load(
+            store: HistoryStore,
+        ) -> tuple[Conversation, ConversationInfo, tuple[SkippedRecord, ...]]:
+            conversation, skipped = store.read_conversation(chat_id)
+            # Lenient: a damaged setting must not keep the whole chat closed; it is said.
+            info = store.get_info(chat_id, lenient=True)
+            if info.problem is not None:
+                note = SkippedRecord(
+                    "chat",
+                    chat_id,
+                    chat_id,
+                    f"some stored settings cannot be read ({info.problem}); "
+                    "those are left at their defaults",
+                    kept=True,
+                )
+                skipped = (note, *skipped)
+            return conversation, info, skipped
+
+        return self.read(load)
 
     def list_chats(self) -> list[ConversationInfo]:
         return self.read(lambda store: store.list_conversations())

@@ -669,10 +669,12 @@ class ChatScreen(Screen[None]):
             self.notify("A reply is still being written: stop it first (Escape).")
             return False
         try:
-            conversation, info = self.history.load(chat_id)
+            conversation, info, skipped = self.history.load(chat_id)
         except HistoryError as error:
             self.notify(f"Could not open the chat: {error}", severity="error", markup=False)
             return False
+        for record in skipped:  # damaged rows: the rest of the chat opens, the user is told
+            self.notify(record.describe(), severity="warning", markup=False, timeout=10)
         self.save_and_stop()  # the settings of the chat being left
         if info.profile and info.profile != self.profiles.profile.name:
             if info.profile in self.profiles.names():

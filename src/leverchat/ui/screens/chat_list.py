@@ -46,6 +46,8 @@ def chat_row(info: ConversationInfo, current: bool) -> Content:
     count = f"{info.message_count} msg"
     profile = one_line(info.profile, 14)
     marker = "● " if current else "  "
+    if info.problem is not None:  # listed so that it can be deleted (d); Enter says why
+        title = one_line(f"(unreadable) {info.title or 'untitled chat'}", 44)
     return Content(f"{marker}{when}  {title}") + Content.styled(f"  {count} · {profile}", "dim")
 
 

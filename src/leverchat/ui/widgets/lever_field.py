@@ -69,7 +69,8 @@ def nudged(spec: LeverSpec, value: Any, direction: int) -> Any:
     """``value`` moved one step up (+1) or down (-1), kept inside the allowed range."""
     if spec.kind == "strings":
         return value
-    current = value if value is not None else (spec.minimum or 0)
+    # An unset seed starts from 0, not from its minimum (seeds may be negative).
+    current = value if value is not None else max(spec.minimum or 0, 0)
     moved: float = current + direction * spec.step
     if spec.minimum is not None:
         moved = max(moved, spec.minimum)
