@@ -20,6 +20,7 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import ClassVar
 
 from textual import on, work
@@ -47,6 +48,7 @@ from leverchat.history import HistoryError
 from leverchat.levers import Levers, LiveLevers, random_seed
 from leverchat.profiles import ProfileConflictError, ProfileError
 from leverchat.replay import ReplayLevers, compare_texts, replay_start_levers
+from leverchat.ui import hints
 from leverchat.ui._safe import one_line
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
@@ -65,12 +67,14 @@ from leverchat.ui.replies import (
     code_blocks,
     describe_changes,
 )
+from leverchat.ui.unsaved_guard import ask_before_leaving
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.lever_panel import LeverPanel
 from leverchat.ui.widgets.messages_view import ChangeMarker, Notice, ReplyView, UserMessage
 from leverchat.ui.widgets.prompt_input import PromptInput
 from leverchat.ui.widgets.status_line import StatusLine, StatusState
+from leverchat.wording import sentence
 
 WIDE_LAYOUT_COLUMNS = 100  # from this width the panel shows beside the chat by default
 BOTTOM_BAR_ROWS = 2  # the status line and the footer
@@ -283,8 +287,7 @@ class ChatScreen(Screen[None]):
         self._refresh_status()
         await self.chat.add(
             Notice(
-                f"The model did not load: {message.error}. Load another one from the command "
-                'palette (Ctrl+P, "Load model"), or quit with Ctrl+Q.',
+                f"The model did not load: {sentence(message.error)} {hints.load_failed(self.app)}",
                 error=True,
             )
         )
@@ -302,10 +305,7 @@ class ChatScreen(Screen[None]):
     async def send(self, text: str) -> bool:
         """Send ``text`` as the user's next message. Refused (text kept) while a reply runs."""
         if self._reply is not None:
-            self.notify(
-                "A reply is still being written: press Escape to stop it, then send.",
-                severity="warning",
-            )
+            self.notify(hints.busy_send(self.app), severity="warning")
             return False
         self.prompt.clear_prompt()
         await self._mark_changes()
@@ -662,7 +662,7 @@ class ChatScreen(Screen[None]):
     async def open_chat(self, chat_id: str) -> bool:
         """Show a saved chat and restore the profile, system prompt and levers at its end."""
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return False
         try:
             conversation, info = self.history.load(chat_id)
@@ -684,7 +684,7 @@ class ChatScreen(Screen[None]):
                 self.notify(
                     f"This chat used profile {one_line(info.profile, 40)}, which no longer "
                     "exists: its system prompt and levers are restored on "
-                    f"{one_line(self.profiles.profile.name, 40)}.",
+                    f"{sentence(one_line(self.profiles.profile.name, 40))}",
                     severity="warning",
                     markup=False,
                     timeout=8,
@@ -748,7 +748,7 @@ class ChatScreen(Screen[None]):
     async def action_step_version(self, step: int) -> None:
         """Show the previous (-1) or next (1) version of the focused or last reply."""
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return
         target = self._target_message("")
         if target is None:
@@ -779,7 +779,7 @@ class ChatScreen(Screen[None]):
     async def action_reproduce(self) -> None:
         """Generate the focused (or last) reply again with its recorded levers and seed."""
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return
         target = self._target_message("assistant")
         if target is None or target.role != "assistant":
@@ -843,7 +843,7 @@ class ChatScreen(Screen[None]):
 
     async def action_regenerate(self) -> None:
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return
         last = self.conversation.messages[-1] if self.conversation.messages else None
         if last is None or last.role != "assistant":
@@ -859,7 +859,7 @@ class ChatScreen(Screen[None]):
 
     async def action_edit_last(self) -> None:
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return
         before = self.conversation
         conversation, text = before.without_last_exchange()
@@ -959,8 +959,12 @@ class ChatScreen(Screen[None]):
             self.action_revert_profile()
 
     def switch_profile(self, name: str) -> None:
-        dropped = self.modified
-        previous = self.profiles.profile.name
+        """Switch to profile ``name``, asking first when edits are unsaved."""
+        leaving = f"switch to profile {one_line(name, 40)}"
+        switch = partial(self._switch_profile_now, name)
+        ask_before_leaving(self, leaving, switch, cancelled=self._refresh_profile_list)
+
+    def _switch_profile_now(self, name: str) -> None:
         try:
             profile = self.profiles.switch(name)
         except (ProfileError, OSError) as error:
@@ -968,10 +972,7 @@ class ChatScreen(Screen[None]):
             self._refresh_profile_list()
             return
         self._show_profile_values()
-        note = f"Profile: {one_line(profile.name, 40)}."
-        if dropped:
-            note += f" Unsaved edits to {one_line(previous, 40)} were dropped."
-        self.notify(note, markup=False, timeout=4 if dropped else 2)
+        self.notify(f"Profile: {sentence(one_line(profile.name, 40))}", markup=False, timeout=2)
 
     def _show_profile_values(self) -> None:
         profile = self.profiles.profile
@@ -981,17 +982,19 @@ class ChatScreen(Screen[None]):
         self.panel.show_system_prompt(profile.system_prompt)
         self._refresh_profile_list()
 
-    def action_save_profile(self) -> None:
+    def action_save_profile(self) -> bool:
+        """Save the edits over the profile; False when they could not be saved."""
         try:
             profile = self.profiles.save(self.system_prompt, self.live_levers.get())
         except ProfileConflictError as error:
             self._resolve_conflict(str(error))
-            return
+            return False
         except (ProfileError, OSError) as error:
             self.notify(f"Not saved: {error}", severity="error", markup=False)
-            return
-        self.notify(f"Saved profile {one_line(profile.name, 40)}.", markup=False)
+            return False
+        self.notify(f"Saved profile {sentence(one_line(profile.name, 40))}", markup=False)
         self._refresh_profile_list()
+        return True
 
     def action_save_profile_as(self) -> None:
         from leverchat.ui.screens.save_as import SaveAsScreen
@@ -1008,7 +1011,8 @@ class ChatScreen(Screen[None]):
         def saved(name: str | None) -> None:
             if name is not None:
                 self.notify(
-                    f"Saved as profile {one_line(self.profiles.profile.name, 40)}.", markup=False
+                    f"Saved as profile {sentence(one_line(self.profiles.profile.name, 40))}",
+                    markup=False,
                 )
                 self._refresh_profile_list()
 
