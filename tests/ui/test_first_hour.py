@@ -3,6 +3,7 @@ the chat list's ends, and what messages, toasts and the help screen look like.""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from scripted_engine import ScriptedEngine
@@ -221,6 +222,16 @@ async def test_ctrl_q_discard_quits_without_saving(make_app, profile_store):
     assert profile_store.load("default").profile.levers.temperature == 0.7
 
 
+async def test_a_terminate_signal_with_unsaved_edits_exits_without_asking(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await edit_temperature(pilot)
+        app._on_terminate(signal.SIGTERM)  # what the SIGTERM/SIGHUP handler calls
+        await pilot.pause()
+        assert app.return_code == 0
+        assert not any(isinstance(screen, UnsavedEditsScreen) for screen in app.screen_stack)
+
+
 async def test_ctrl_q_without_edits_quits_at_once(make_app):
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
@@ -323,6 +334,13 @@ def test_a_chat_key_that_would_stop_typing_is_refused():
     assert len(problems) == 2
 
 
+def test_the_stop_key_cannot_be_one_a_text_box_keeps():
+    keymap, problems = parse_keymap({"stop": "ctrl+x"}, "config.toml")
+    assert keymap == {}
+    assert "'ctrl+x' is a key of the text boxes" in problems[0]
+    assert parse_keymap({"stop": "f9"}, "config.toml") == ({"stop": "f9"}, [])
+
+
 def test_keys_are_written_as_people_read_them():
     assert key_display("ctrl+p") == "Ctrl+P"
     assert key_display("f6") == "F6"
@@ -367,7 +385,7 @@ async def test_the_chat_list_stops_at_its_ends_instead_of_wrapping(make_app, tmp
     history.close()
 
 
-# -- cosmetic ----------------------------------------------------------------------------------------
+# -- cosmetic ----------------------------------------------------------------------------------
 
 
 def test_a_sentence_gets_one_full_stop():
@@ -440,3 +458,11 @@ async def test_long_help_descriptions_wrap_under_their_own_column(make_app):
         # The rest of the description starts at the description's column, not under the keys.
         assert following[:column].strip(" │▊▎▕▏┃") == ""
         assert following[column:].strip()
+
+
+def test_a_history_error_ending_a_sentence_gets_no_second_stop(tmp_path: Path):
+    junk = tmp_path / "history.sqlite3"
+    junk.write_bytes(b"not a database " * 100)
+    problem = HistorySession.open(junk).problem
+    assert problem is not None and "to start a new history. This chat" in problem
+    assert ".." not in problem

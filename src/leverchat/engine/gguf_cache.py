@@ -30,6 +30,7 @@ from typing import Any
 from leverchat import __version__, paths
 from leverchat.engine.safetensors_check import SafetensorsDamaged, check_safetensors_file
 from leverchat.engine.types import EngineError
+from leverchat.wording import sentence
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "leverchat-manifest.json"
@@ -189,7 +190,8 @@ def _remove_stale_temporaries(root: Path) -> None:
 
 def _cache_unwritable(root: Path, error: OSError) -> EngineError:
     return EngineError(
-        f"Cannot write the converted-model cache in {root}: {error.strerror or error}. "
+        f"Cannot write the converted-model cache in {root}: "
+        f"{sentence(str(error.strerror or error))} "
         "Free some space or set LEVERCHAT_CACHE_DIR to a writable folder."
     )
 
@@ -217,7 +219,8 @@ def _convert_into(gguf_path: Path, destination: Path, report: ConversionReport) 
         ) from None
     except (ValueError, KeyError, IndexError, TypeError, OSError, RuntimeError) as error:
         raise EngineError(
-            f"Cannot convert {gguf_path}: {error}. It may be damaged, or an architecture "
+            f"Cannot convert {gguf_path}: {sentence(str(error))} "
+            "It may be damaged, or an architecture "
             "transformers cannot read from GGUF; point --model at a Hugging Face model folder "
             "(config.json + safetensors) instead."
         ) from None

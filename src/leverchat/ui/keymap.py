@@ -282,6 +282,12 @@ def _typing_key_problem(binding_id: str, keys: str) -> str | None:
     if KEYS_BY_ID[binding_id].where not in _EVERYWHERE:
         return None
     for key in keys.split(","):
+        if binding_id in _NOT_PRIORITY and _normal(key) in _text_box_keys():
+            # Not a priority binding: a text box with the focus would keep this key.
+            return (
+                f"'{key.strip()}' is a key of the text boxes (the prompt, the lever boxes); "
+                f"give {binding_id} a key they leave alone, like escape or f9"
+            )
         *modifiers, name = _normal(key).split("+")
         if set(modifiers) - {"shift"}:
             continue
@@ -291,6 +297,18 @@ def _typing_key_problem(binding_id: str, keys: str) -> str | None:
                 "works while you type, like f6, ctrl+g or alt+n"
             )
     return None
+
+
+def _text_box_keys() -> frozenset[str]:
+    """The keys Textual's text boxes bind for themselves (F6 selects a line, Ctrl+X cuts)."""
+    from textual.widgets import Input, TextArea
+
+    keys: set[str] = set()
+    for owner in (Input, TextArea):
+        for item in owner.BINDINGS:
+            if isinstance(item, Binding):
+                keys.update(_normal(key) for key in item.key.split(","))
+    return frozenset(keys)
 
 
 def _clash(keymap: Mapping[str, str], binding_id: str) -> tuple[str, str] | None:

@@ -68,3 +68,15 @@ def ask_before_leaving(
             cancelled()
 
     screen.app.push_screen(UnsavedEditsScreen(profile.name, edits, leaving), chosen)
+
+
+def ask_before_switching(
+    screen: ChatScreen,
+    name: str,
+    switch: Callable[[str], Any],
+    cancelled: Callable[[], Any],
+) -> None:
+    """Switch ``screen`` to profile ``name`` with ``switch(name)``, asking first when edits
+    are unsaved; ``cancelled`` runs when the user stays (the panel shows the profile again)."""
+    leaving = f"switch to profile {one_line(name, 40)}"
+    ask_before_leaving(screen, leaving, lambda: switch(name), cancelled=cancelled)

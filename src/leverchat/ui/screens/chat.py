@@ -20,7 +20,6 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import ClassVar
 
 from textual import on, work
@@ -67,7 +66,7 @@ from leverchat.ui.replies import (
     code_blocks,
     describe_changes,
 )
-from leverchat.ui.unsaved_guard import ask_before_leaving
+from leverchat.ui.unsaved_guard import ask_before_switching
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.lever_panel import LeverPanel
@@ -959,10 +958,7 @@ class ChatScreen(Screen[None]):
             self.action_revert_profile()
 
     def switch_profile(self, name: str) -> None:
-        """Switch to profile ``name``, asking first when edits are unsaved."""
-        leaving = f"switch to profile {one_line(name, 40)}"
-        switch = partial(self._switch_profile_now, name)
-        ask_before_leaving(self, leaving, switch, cancelled=self._refresh_profile_list)
+        ask_before_switching(self, name, self._switch_profile_now, self._refresh_profile_list)
 
     def _switch_profile_now(self, name: str) -> None:
         try:
@@ -1010,10 +1006,8 @@ class ChatScreen(Screen[None]):
 
         def saved(name: str | None) -> None:
             if name is not None:
-                self.notify(
-                    f"Saved as profile {sentence(one_line(self.profiles.profile.name, 40))}",
-                    markup=False,
-                )
+                shown = sentence(one_line(self.profiles.profile.name, 40))
+                self.notify(f"Saved as profile {shown}", markup=False)
                 self._refresh_profile_list()
 
         self.app.push_screen(SaveAsScreen(self.profiles.suggest_new_name(), attempt), saved)
