@@ -9,7 +9,7 @@ from pathlib import Path
 from scripted_engine import ScriptedEngine
 from textual.widgets._toast import Toast
 
-from conftest import chat_screen, frame_text, wait_for
+from conftest import REPO, chat_screen, frame_text, wait_for
 from leverchat import paths
 from leverchat.history import HistoryStore
 from leverchat.profiles import Profile
@@ -269,9 +269,19 @@ def test_unsaved_edits_are_named():
 # -- the keymap -----------------------------------------------------------------------------------
 
 
+def readme_config_example() -> str:
+    """The config.toml example of README.md, as printed there."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```")[0] for block in text.split("```toml\n")[1:]]
+    return next(block for block in blocks if "[keymap]" in block)
+
+
 async def test_the_readme_keymap_example_works_while_the_prompt_has_focus(make_app):
-    write_config('[keymap]\ntoggle_panel = "f6"\nregenerate = "ctrl+g"\n')
-    app = make_app(config=load_config())
+    write_config(readme_config_example())
+    config = load_config()
+    assert config.problems == ()
+    assert config.keymap["toggle_panel"] == "f6"
+    app = make_app(config=config)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = chat_screen(app)
         assert screen.prompt.has_focus and not screen.panel.display
@@ -325,6 +335,11 @@ def test_a_key_another_binding_keeps_is_refused_with_its_owner():
     assert "ignored" in problems[0]
     swapped, problems = parse_keymap({"toggle_panel": "f3", "provenance": "f2"}, "c")
     assert swapped == {"toggle_panel": "f3", "provenance": "f2"} and problems == []
+
+
+def test_an_unknown_binding_points_to_the_help_key_the_keymap_gives():
+    _keymap, problems = parse_keymap({"help": "f10", "zzz": "f9"}, "config.toml")
+    assert problems == ["config.toml: [keymap] zzz: unknown binding id; see the help screen (F10)"]
 
 
 def test_a_chat_key_that_would_stop_typing_is_refused():

@@ -231,10 +231,17 @@ def parse_keymap(table: Mapping[str, Any], source: str) -> tuple[dict[str, str],
     """The usable entries of a ``[keymap]`` table and a problem line for each bad entry."""
     keymap: dict[str, str] = {}
     problems: list[str] = []
+    help_keys = table.get("help", "f1")
+    valid_help = isinstance(help_keys, str) and key_problem(help_keys) is None
+    help_key = key_display(help_keys.split(",")[0].strip()) if valid_help else "F1"
     for binding_id, keys in table.items():
         if binding_id not in KEYS_BY_ID:
             suggestion = suggest_key(binding_id, KEYS_BY_ID)
-            hint = f"did you mean '{suggestion}'?" if suggestion else "see the help screen (F1)"
+            hint = (
+                f"did you mean '{suggestion}'?"
+                if suggestion
+                else f"see the help screen ({help_key})"
+            )
             problems.append(f"{source}: [keymap] {binding_id}: unknown binding id; {hint}")
             continue
         if not isinstance(keys, str):
