@@ -16,7 +16,8 @@ from leverchat.profiles import Profile
 from leverchat.ui.commands import chat_commands
 from leverchat.ui.config import load_config
 from leverchat.ui.history_session import HistorySession
-from leverchat.ui.keymap import KEYS, key_display, key_list, parse_keymap
+from leverchat.ui.key_names import key_display
+from leverchat.ui.keymap import KEYS, key_list, parse_keymap
 from leverchat.ui.screens.chat_list import ChatListScreen
 from leverchat.ui.screens.help import HelpScreen, free_example_key
 from leverchat.ui.screens.unsaved import UnsavedEditsScreen

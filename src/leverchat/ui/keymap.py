@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from textual.binding import Binding
-from textual.keys import Keys, key_to_character
+from textual.keys import Keys
 
 from leverchat.levers import suggest_key
+from leverchat.ui.key_names import key_display, normal_key
 
 
 @dataclass(frozen=True)
@@ -136,37 +137,6 @@ def current_keys(keymap: Mapping[str, str], binding_id: str) -> set[str]:
     return set(key_list(keymap, binding_id))
 
 
-_DISPLAY_NAMES = {
-    "pageup": "PageUp",
-    "pagedown": "PageDown",
-    "escape": "Escape",
-    "space": "Space",
-    "slash": "/",
-    "backslash": "\\",
-    "plus": "+",
-    "minus": "-",
-    "comma": ",",
-    "full_stop": ".",
-    "colon": ":",
-    "semicolon": ";",
-    "question_mark": "?",
-    "exclamation_mark": "!",
-}
-
-
-def key_display(key: str) -> str:
-    """A key as hints write it: ``ctrl+p`` -> ``Ctrl+P``, ``f6`` -> ``F6``, ``slash`` -> ``/``."""
-    *modifiers, name = key.split("+") if not key.endswith("++") else [*key[:-2].split("+"), "+"]
-    character = key_to_character(name) if len(name) > 1 else name
-    if name in _DISPLAY_NAMES:
-        shown = _DISPLAY_NAMES[name]
-    elif character is not None and character.isprintable() and len(character) == 1:
-        shown = character.upper() if modifiers else character
-    else:
-        shown = name[:1].upper() + name[1:]
-    return "+".join([*(modifier.capitalize() for modifier in modifiers if modifier), shown])
-
-
 def key_hint(keymap: Mapping[str, str], binding_id: str, *, every: bool = False) -> str:
     """The current key of ``binding_id`` as a hint shows it ("F6"); ``every``: all its keys
     ("Shift+Enter or Ctrl+J"). "no key" when the keymap left it none."""
@@ -275,27 +245,17 @@ _EDITING_KEYS = frozenset(
 _SCREENS = (frozenset({"chat", "app", "prompt"}), frozenset({"chat list", "app"}))
 
 
-def _normal(key: str) -> str:
-    *modifiers, name = (
-        key.strip().split("+") if not key.endswith("++") else [*key[:-2].split("+"), "+"]
-    )
-    for long_name, character in _DISPLAY_NAMES.items():
-        if name == character:
-            name = long_name
-    return "+".join([*(modifier.lower() for modifier in modifiers), name])
-
-
 def _typing_key_problem(binding_id: str, keys: str) -> str | None:
     if KEYS_BY_ID[binding_id].where not in _EVERYWHERE:
         return None
     for key in keys.split(","):
-        if binding_id in _NOT_PRIORITY and _normal(key) in _text_box_keys():
+        if binding_id in _NOT_PRIORITY and normal_key(key) in _text_box_keys():
             # Not a priority binding: a text box with the focus would keep this key.
             return (
                 f"'{key.strip()}' is a key of the text boxes (the prompt, the lever boxes); "
                 f"give {binding_id} a key they leave alone, like escape or f9"
             )
-        *modifiers, name = _normal(key).split("+")
+        *modifiers, name = normal_key(key).split("+")
         if set(modifiers) - {"shift"}:
             continue
         if name in _EDITING_KEYS or name == "space" or len(key_display(name)) == 1:
@@ -314,7 +274,7 @@ def _text_box_keys() -> frozenset[str]:
     for owner in (Input, TextArea):
         for item in owner.BINDINGS:
             if isinstance(item, Binding):
-                keys.update(_normal(key) for key in item.key.split(","))
+                keys.update(normal_key(key) for key in item.key.split(","))
     return frozenset(keys)
 
 
@@ -328,6 +288,6 @@ def _clash(keymap: Mapping[str, str], binding_id: str) -> tuple[str, str] | None
                 where in screen and other.where in screen for screen in _SCREENS
             ):
                 continue
-            if _normal(key) in {_normal(each) for each in key_list(keymap, other.id)}:
+            if normal_key(key) in {normal_key(each) for each in key_list(keymap, other.id)}:
                 return key, other.id
     return None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from leverchat.levers import Levers
 from leverchat.profiles import Profile
 from leverchat.ui._safe import one_line
+from leverchat.ui.screens.unsaved import Choice, UnsavedEditsScreen
 from leverchat.wording import sentence
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ def ask_before_leaving(
     ``leaving`` completes "Save them before you ...?" ("quit", "switch to profile pirate").
     A save that fails (a conflict on disk, a full disk) is explained and does not proceed.
     """
-    from leverchat.ui.screens.unsaved import Choice, UnsavedEditsScreen
-
     profile = screen.profiles.profile
     edits = unsaved_edits(profile, screen.system_prompt, screen.live_levers.get())
     if edits is None:

@@ -64,11 +64,8 @@ class ChatOptions(OptionList):
 
     def _step(self, direction: int) -> None:
         index = self.highlighted
-        if index is None:  # nothing chosen yet: the first (or last) chat
-            self.highlighted = 0 if direction > 0 else self.option_count - 1
-            if self.highlighted is not None and self.get_option_at_index(index or 0).disabled:
-                self._step(direction)
-            return
+        if index is None:  # nothing chosen yet: from the first (or the last) row
+            index = -1 if direction > 0 else self.option_count
         index += direction
         while 0 <= index < self.option_count:
             if not self.get_option_at_index(index).disabled:
