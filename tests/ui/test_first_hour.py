@@ -19,6 +19,7 @@ from leverchat.ui.history_session import HistorySession
 from leverchat.ui.key_names import key_display
 from leverchat.ui.keymap import KEYS, key_list, parse_keymap
 from leverchat.ui.screens.chat_list import ChatListScreen
+from leverchat.ui.screens.conflict import ConflictScreen
 from leverchat.ui.screens.help import HelpScreen, free_example_key
 from leverchat.ui.screens.unsaved import UnsavedEditsScreen
 from leverchat.ui.unsaved_guard import unsaved_edits
@@ -221,6 +222,26 @@ async def test_ctrl_q_discard_quits_without_saving(make_app, profile_store):
         await pilot.pause()
         assert app.return_code == 0
     assert profile_store.load("default").profile.levers.temperature == 0.7
+
+
+async def test_a_save_refused_by_a_change_on_disk_does_not_quit(make_app, profile_store):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = chat_screen(app)
+        await edit_temperature(pilot, "1.3")
+        await pilot.press("ctrl+s")  # the user's own profile file exists now
+        await pilot.pause()
+        path = profile_store.load("default").path
+        path.write_text(path.read_text().replace("1.3", "0.4"), encoding="utf-8")  # elsewhere
+        await pilot.press("escape")
+        await edit_temperature(pilot, "2")
+        await pilot.press("ctrl+q")
+        await dialog_open(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), "the conflict")
+        assert app.return_code is None  # not quit: the edits would have been lost
+        assert "0.4" in path.read_text()  # and the other change was not overwritten
+        assert screen.live_levers.get().temperature == 2.0
 
 
 async def test_a_terminate_signal_with_unsaved_edits_exits_without_asking(make_app):
