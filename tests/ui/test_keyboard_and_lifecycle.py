@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from scripted_engine import Script
 
 from conftest import chat_screen, reply_done, send, wait_for
@@ -67,10 +69,11 @@ async def test_sigterm_or_sighup_stops_the_reply_and_exits(make_app, engine):
         await send(pilot, "go")
         await wait_for(pilot, script.reached_hold.is_set, "mid-reply")
         request = engine.last.request
-        app._on_terminate()  # what the SIGTERM / SIGHUP handler calls
+        app._on_terminate(signal.SIGTERM)  # what the SIGTERM / SIGHUP handler calls
         await pilot.pause()
         assert request.cancel.is_set()
-    assert app.return_code == 0
+    # 128 + the signal, as a shell reports it: a script can tell it was terminated.
+    assert app.return_code == 128 + signal.SIGTERM
 
 
 async def test_quitting_mid_reply_cancels_the_generation(make_app, engine):

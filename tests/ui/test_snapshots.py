@@ -81,11 +81,10 @@ def test_panel_with_a_modified_lever_and_an_invalid_one(snap_compare, make_app):
         screen = chat_screen(pilot.app)
         field = screen.panel.field("temperature")
         field.input.focus()
-        field.input.value = "1.2"
-        await pilot.press("enter")
+        await pilot.press(*"1.2", "enter")  # typing replaces the value shown
         top_p = screen.panel.field("top_p")
         top_p.input.focus()
-        top_p.input.value = "1.5"
+        await pilot.press(*"1.5")
         await pilot.pause()
         screen.panel.scroll_to_widget(top_p, animate=False, top=False)
         await pilot.pause()
@@ -155,8 +154,9 @@ def test_stopped_reply_and_change_marker(snap_compare, make_app, engine):
 
 
 def test_help_screen(snap_compare, make_app):
-    """You should see the help dialog listing every binding: keys, binding id and what it does
-    (Enter send, Escape stop, F2 toggle_panel, ...) and where to rebind them."""
+    """You should see the help dialog listing every binding as a table: keys, binding id and
+    what it does (Enter send, Escape stop, F2 toggle_panel, ...); a long description wraps
+    inside its own column, under its first line, never back under the keys."""
 
     async def run_before(pilot) -> None:
         await model_ready(pilot)
@@ -164,3 +164,30 @@ def test_help_screen(snap_compare, make_app):
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(100, 30), run_before=steady(run_before))
+
+
+def test_80x24_unsaved_edits_dialog(snap_compare, make_app):
+    """You should see, over the dimmed 80x24 chat, the "Unsaved edits to profile default"
+    dialog: "Your edits to the temperature lever are not saved. Save them to default before you
+    quit?", and three buttons, "Save  S", "Discard  D" and "Cancel  Esc" (focused), all inside
+    the screen."""
+
+    async def run_before(pilot) -> None:
+        await model_ready(pilot)
+        await pilot.press("ctrl+l", "1", "enter", "ctrl+q")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=steady(run_before))
+
+
+def test_80x24_toast_leaves_the_prompt_visible(snap_compare, make_app):
+    """You should see a notification at the top right of the 80x24 chat, and below, the prompt
+    box holding "half a question" in full, with the status line and footer under it."""
+
+    async def run_before(pilot) -> None:
+        await model_ready(pilot)
+        chat_screen(pilot.app).prompt.insert("half a question")
+        pilot.app.notify("Saved profile default. A second sentence makes this toast wrap.")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=steady(run_before))

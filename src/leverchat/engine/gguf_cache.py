@@ -36,6 +36,7 @@ from leverchat.engine import cache_digest
 from leverchat.engine.gguf_header import gguf_problem
 from leverchat.engine.safetensors_check import SafetensorsDamaged, check_safetensors_file
 from leverchat.engine.types import EngineError
+from leverchat.wording import sentence
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "leverchat-manifest.json"
@@ -256,8 +257,8 @@ def _convert_into(gguf_path: Path, destination: Path, report: ConversionReport) 
         ) from None
     except (ValueError, KeyError, IndexError, TypeError, OSError, RuntimeError) as error:
         raise EngineError(
-            f"Cannot convert {gguf_path}: {str(error).rstrip('.')}. It may be damaged, or an "
-            "architecture "
+            f"Cannot convert {gguf_path}: {sentence(str(error))} "
+            "It may be damaged, or an architecture "
             "transformers cannot read from GGUF; point --model at a Hugging Face model folder "
             "(config.json + safetensors) instead."
         ) from None

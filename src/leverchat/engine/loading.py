@@ -30,6 +30,7 @@ from leverchat.engine.types import (
     ModelSpec,
     ProgressCallback,
 )
+from leverchat.wording import sentence
 
 if TYPE_CHECKING:
     import torch
@@ -433,7 +434,8 @@ def _load_tokenizer(folder: Path, spec: ModelSpec) -> Any:
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
     except Exception as error:
         raise ModelFilesError(
-            f"Cannot load the tokenizer in {folder}: {error}. A model folder needs its "
+            f"Cannot load the tokenizer in {folder}: {sentence(str(error))} "
+            "A model folder needs its "
             "tokenizer files (tokenizer.json, tokenizer_config.json) next to config.json."
         ) from None
 
@@ -469,7 +471,8 @@ def _load_weights(
         ) from None
     except Exception as error:
         raise ModelFilesError(
-            f"Cannot load the weights in {folder}: {type(error).__name__}: {error}. The files "
+            f"Cannot load the weights in {folder}: {type(error).__name__}: "
+            f"{sentence(str(error))} The files "
             "may be damaged or incomplete: download or copy them again."
         ) from None
 
@@ -484,7 +487,9 @@ def _check_weights(folder: Path, spec: ModelSpec) -> None:
             try:
                 check_safetensors_file(shard)
             except SafetensorsDamaged as error:
-                raise ModelFilesError(f"{error}. Download or copy the model again.") from None
+                raise ModelFilesError(
+                    f"{sentence(str(error))} Download or copy the model again."
+                ) from None
             except OSError as error:
                 raise ModelFilesError(f"Cannot read {shard}: {error.strerror or error}") from None
         return

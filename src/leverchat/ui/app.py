@@ -172,5 +172,22 @@ class LeverChatApp(App[None]):
     def action_help(self) -> None:
         from leverchat.ui.screens.help import HelpScreen
 
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)  # the help key closes the help it opened
+            return
         keymap = {key: value for key, value in self._keymap.items() if key in KEYS_BY_ID}
         self.push_screen(HelpScreen(keymap))
+
+    async def action_quit(self) -> None:
+        """Ctrl+Q (or the palette): ask first when profile edits are unsaved. A signal does
+        not come here (see _on_terminate): it saves the chat and exits without asking."""
+        from leverchat.ui.screens.unsaved import UnsavedEditsScreen
+        from leverchat.ui.unsaved_guard import ask_before_leaving
+
+        if isinstance(self.screen, UnsavedEditsScreen):
+            return  # already asking
+        chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
+        if chat is None:
+            self.exit()
+            return
+        ask_before_leaving(chat, "quit", self.exit)

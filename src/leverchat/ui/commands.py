@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
+from textual.markup import escape
 from textual.style import Style
 
 from leverchat.ui._safe import one_line
+from leverchat.ui.hints import key_of
 
 if TYPE_CHECKING:
     from leverchat.ui.screens.chat import ChatScreen
@@ -30,12 +32,20 @@ class PaletteCommand:
 
 
 def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
-    """What the palette offers on the chat screen."""
+    """What the palette offers on the chat screen. Each help names the command's current key
+    (a keymap may have rebound it)."""
+
+    def key(binding_id: str) -> str:
+        # The help text is read as markup: a key like "ctrl+[" must stay literal.
+        return escape(key_of(screen.app, binding_id))
+
     commands = [
-        PaletteCommand("New chat", "Start an empty conversation", screen.action_new_chat),
+        PaletteCommand(
+            "New chat", f"Start an empty conversation ({key('new_chat')})", screen.action_new_chat
+        ),
         PaletteCommand(
             "Save profile",
-            "Save the system prompt and levers (Ctrl+S)",
+            f"Save the system prompt and levers ({key('save_profile')})",
             screen.action_save_profile,
         ),
         PaletteCommand(
@@ -44,45 +54,60 @@ def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
         PaletteCommand(
             "Revert profile", "Drop unsaved lever and prompt edits", screen.action_revert_profile
         ),
-        PaletteCommand("Toggle panel", "Show or hide the levers (F2)", screen.action_toggle_panel),
+        PaletteCommand(
+            "Toggle panel",
+            f"Show or hide the levers ({key('toggle_panel')})",
+            screen.action_toggle_panel,
+        ),
         PaletteCommand("Change theme", "Pick a colour theme", screen.app.action_change_theme),
         PaletteCommand(
-            "Copy last reply", "Copy it with OSC 52 (works over SSH)", screen.action_copy_reply
+            "Copy last reply",
+            f"Copy it with OSC 52, works over SSH ({key('copy_reply')})",
+            screen.action_copy_reply,
         ),
         PaletteCommand(
-            "Regenerate", "Write the last reply again with a new seed", screen.action_regenerate
+            "Regenerate",
+            f"Write the last reply again with a new seed ({key('regenerate')})",
+            screen.action_regenerate,
         ),
         PaletteCommand(
-            "Edit last message", "Put the last message back in the prompt", screen.action_edit_last
+            "Edit last message",
+            f"Put the last message back in the prompt ({key('edit_last')})",
+            screen.action_edit_last,
         ),
         PaletteCommand(
-            "Show provenance", "How the last reply was made (F3)", screen.action_provenance
+            "Show provenance",
+            f"How the last reply was made ({key('provenance')})",
+            screen.action_provenance,
         ),
         PaletteCommand(
             "Open chat…",
-            "Browse, search, rename or delete saved chats (F4)",
+            f"Browse, search, rename or delete saved chats ({key('chat_list')})",
             screen.action_chat_list,
         ),
         PaletteCommand(
             "Reproduce reply",
-            "Regenerate the focused or last reply with its recorded levers and seed (F5)",
+            "Regenerate the focused or last reply with its recorded levers and seed "
+            f"({key('reproduce')})",
             screen.action_reproduce,
         ),
         PaletteCommand(
             "Previous version of the reply",
-            "Show an older version of the focused or last reply (Alt+Left)",
+            f"Show an older version of the focused or last reply ({key('version_previous')})",
             partial(screen.action_step_version, -1),
         ),
         PaletteCommand(
             "Next version of the reply",
-            "Show a newer version of the focused or last reply (Alt+Right)",
+            f"Show a newer version of the focused or last reply ({key('version_next')})",
             partial(screen.action_step_version, 1),
         ),
         PaletteCommand("Load model…", "Load another model", screen.ask_model_path),
         PaletteCommand(
-            "Help", "Every key and its binding id (F1)", partial(screen.app.run_action, "app.help")
+            "Help",
+            f"Every key and its binding id ({key('help')})",
+            partial(screen.app.run_action, "app.help"),
         ),
-        PaletteCommand("Quit", "Quit leverchat (Ctrl+Q)", screen.app.action_quit),
+        PaletteCommand("Quit", f"Quit leverchat ({key('quit')})", screen.app.action_quit),
     ]
     last = screen.conversation.last_reply
     if last is not None:

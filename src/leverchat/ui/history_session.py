@@ -15,6 +15,7 @@ from leverchat.chat import Conversation, Message, MessageStatus, ReplyProvenance
 from leverchat.history import ConversationInfo, HistoryError, HistoryStore, SearchHit
 from leverchat.history_rows import SkippedRecord
 from leverchat.levers import Levers
+from leverchat.wording import sentence
 
 _T = TypeVar("_T")
 
@@ -36,7 +37,7 @@ class HistorySession:
         try:
             return cls(HistoryStore(path))
         except HistoryError as error:
-            return cls(None, f"History is off: {error}. {OFF_ADVICE}")
+            return cls(None, f"History is off: {sentence(str(error))} {OFF_ADVICE}")
 
     @classmethod
     def disabled(cls) -> HistorySession:
@@ -57,7 +58,7 @@ class HistorySession:
         try:
             return what(store)
         except HistoryError as error:
-            self._turn_off(f"History stopped saving: {error}. {OFF_ADVICE}")
+            self._turn_off(f"History stopped saving: {sentence(str(error))} {OFF_ADVICE}")
             return None
 
     def _turn_off(self, problem: str) -> None:

@@ -2,8 +2,15 @@
 
 One registry (:data:`KEYS`) holds each binding's id, default keys and description; the widget
 classes build their ``BINDINGS`` from it with :func:`binding`, and the help screen lists it. The
-``[keymap]`` table of the config file maps ids to new keys (``toggle_panel = "f3"``); Textual's
+``[keymap]`` table of the config file maps ids to new keys (``toggle_panel = "f6"``); Textual's
 ``App.set_keymap`` applies it. A bad entry is reported and ignored, never fatal.
+
+The chat's and the app's bindings are priority bindings (all but Escape's "stop", which must
+close a select list or undo a lever edit first): a key the user gives them then works whatever
+widget has the focus, even one whose own bindings use it (TextArea selects a line on F6). Keys
+needed to type and edit text cannot be given to them, and a key that another binding of the
+same screen keeps is refused: either would silently take a key away. Every hint on screen
+names the current key with :func:`key_hint`.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from textual.binding import Binding
 from textual.keys import Keys
 
 from leverchat.levers import suggest_key
+from leverchat.ui.key_names import key_display, normal_key
 
 
 @dataclass(frozen=True)
@@ -93,9 +101,20 @@ FIXED_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-def binding(binding_id: str, action: str, *, show: bool = True, priority: bool = False) -> Binding:
-    """The Binding for ``binding_id`` with its default keys and description."""
+# Where a binding answers whatever has the focus (see the module docstring).
+_EVERYWHERE = ("chat", "app")
+# Escape closes a select list, cancels a lever edit or a dialog before it stops a reply.
+_NOT_PRIORITY = frozenset({"stop"})
+
+
+def binding(
+    binding_id: str, action: str, *, show: bool = True, priority: bool | None = None
+) -> Binding:
+    """The Binding for ``binding_id`` with its default keys and description; a priority
+    binding where it must answer whatever has the focus, unless ``priority`` says."""
     spec = KEYS_BY_ID[binding_id]
+    if priority is None:
+        priority = spec.where in _EVERYWHERE and binding_id not in _NOT_PRIORITY
     return Binding(
         spec.keys,
         action,
@@ -107,10 +126,24 @@ def binding(binding_id: str, action: str, *, show: bool = True, priority: bool =
     )
 
 
+def key_list(keymap: Mapping[str, str], binding_id: str) -> list[str]:
+    """The keys ``binding_id`` answers to, after the user's keymap, in their order."""
+    keys = keymap.get(binding_id, KEYS_BY_ID[binding_id].keys)
+    return [key.strip() for key in keys.split(",") if key.strip()]
+
+
 def current_keys(keymap: Mapping[str, str], binding_id: str) -> set[str]:
     """The keys ``binding_id`` answers to, after the user's keymap."""
-    keys = keymap.get(binding_id, KEYS_BY_ID[binding_id].keys)
-    return {key.strip() for key in keys.split(",") if key.strip()}
+    return set(key_list(keymap, binding_id))
+
+
+def key_hint(keymap: Mapping[str, str], binding_id: str, *, every: bool = False) -> str:
+    """The current key of ``binding_id`` as a hint shows it ("F6"); ``every``: all its keys
+    ("Shift+Enter or Ctrl+J"). "no key" when the keymap left it none."""
+    keys = [key_display(key) for key in key_list(keymap, binding_id)]
+    if not keys:
+        return "no key"
+    return " or ".join(keys) if every else keys[0]
 
 
 _MODIFIERS = {"ctrl", "shift", "alt", "meta", "super", "hyper"}
@@ -168,20 +201,93 @@ def parse_keymap(table: Mapping[str, Any], source: str) -> tuple[dict[str, str],
     """The usable entries of a ``[keymap]`` table and a problem line for each bad entry."""
     keymap: dict[str, str] = {}
     problems: list[str] = []
+    help_keys = table.get("help", "f1")
+    valid_help = isinstance(help_keys, str) and key_problem(help_keys) is None
+    help_key = key_display(help_keys.split(",")[0].strip()) if valid_help else "F1"
     for binding_id, keys in table.items():
         if binding_id not in KEYS_BY_ID:
             suggestion = suggest_key(binding_id, KEYS_BY_ID)
-            hint = f"did you mean '{suggestion}'?" if suggestion else "see the help screen (F1)"
+            hint = (
+                f"did you mean '{suggestion}'?"
+                if suggestion
+                else f"see the help screen ({help_key})"
+            )
             problems.append(f"{source}: [keymap] {binding_id}: unknown binding id; {hint}")
             continue
         if not isinstance(keys, str):
             problems.append(
-                f'{source}: [keymap] {binding_id} must be a string of keys like "f3", not {keys!r}'
+                f'{source}: [keymap] {binding_id} must be a string of keys like "f6", not {keys!r}'
             )
             continue
-        problem = key_problem(keys)
+        problem = key_problem(keys) or _typing_key_problem(binding_id, keys)
         if problem is not None:
             problems.append(f"{source}: [keymap] {binding_id} = {keys!r}: {problem}; ignored")
             continue
         keymap[binding_id] = ",".join(part.strip() for part in keys.split(","))
+    for binding_id in list(keymap):
+        clash = _clash(keymap, binding_id)
+        if clash is not None:
+            key, other = clash
+            problems.append(
+                f"{source}: [keymap] {binding_id} = {keymap[binding_id]!r}: {key_display(key)} "
+                f"is already the key of {other} ({KEYS_BY_ID[other].description.lower()}); "
+                f"pick a free key or give {other} another one too; ignored"
+            )
+            del keymap[binding_id]
     return keymap, problems
+
+
+# Keys the prompt and the lever boxes need for typing and editing text.
+_EDITING_KEYS = frozenset(
+    {"enter", "tab", "backspace", "delete", "up", "down", "left", "right", "home", "end"}
+)
+# Bindings that share a screen, so one key cannot serve two of them.
+_SCREENS = (frozenset({"chat", "app", "prompt"}), frozenset({"chat list", "app"}))
+
+
+def _typing_key_problem(binding_id: str, keys: str) -> str | None:
+    if KEYS_BY_ID[binding_id].where not in _EVERYWHERE:
+        return None
+    for key in keys.split(","):
+        if binding_id in _NOT_PRIORITY and normal_key(key) in _text_box_keys():
+            # Not a priority binding: a text box with the focus would keep this key.
+            return (
+                f"'{key.strip()}' is a key of the text boxes (the prompt, the lever boxes); "
+                f"give {binding_id} a key they leave alone, like escape or f9"
+            )
+        *modifiers, name = normal_key(key).split("+")
+        if set(modifiers) - {"shift"}:
+            continue
+        if name in _EDITING_KEYS or name == "space" or len(key_display(name)) == 1:
+            return (
+                f"'{key.strip()}' is needed to type and edit text; give {binding_id} a key that "
+                "works while you type, like f6, ctrl+g or alt+n"
+            )
+    return None
+
+
+def _text_box_keys() -> frozenset[str]:
+    """The keys Textual's text boxes bind for themselves (F6 selects a line, Ctrl+X cuts)."""
+    from textual.widgets import Input, TextArea
+
+    keys: set[str] = set()
+    for owner in (Input, TextArea):
+        for item in owner.BINDINGS:
+            if isinstance(item, Binding):
+                keys.update(normal_key(key) for key in item.key.split(","))
+    return frozenset(keys)
+
+
+def _clash(keymap: Mapping[str, str], binding_id: str) -> tuple[str, str] | None:
+    """A key of ``binding_id`` that another binding of the same screen also has, and that
+    binding's id."""
+    where = KEYS_BY_ID[binding_id].where
+    for key in key_list(keymap, binding_id):
+        for other in KEYS:
+            if other.id == binding_id or not any(
+                where in screen and other.where in screen for screen in _SCREENS
+            ):
+                continue
+            if normal_key(key) in {normal_key(each) for each in key_list(keymap, other.id)}:
+                return key, other.id
+    return None

@@ -47,6 +47,7 @@ from leverchat.history import HistoryError
 from leverchat.levers import Levers, LiveLevers, random_seed
 from leverchat.profiles import ProfileConflictError, ProfileError
 from leverchat.replay import ReplayLevers, compare_texts, replay_start_levers
+from leverchat.ui import hints
 from leverchat.ui._safe import one_line
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
@@ -65,12 +66,14 @@ from leverchat.ui.replies import (
     code_blocks,
     describe_changes,
 )
+from leverchat.ui.unsaved_guard import ask_before_switching
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.lever_panel import LeverPanel
 from leverchat.ui.widgets.messages_view import ChangeMarker, Notice, ReplyView, UserMessage
 from leverchat.ui.widgets.prompt_input import PromptInput
 from leverchat.ui.widgets.status_line import StatusLine, StatusState
+from leverchat.wording import sentence
 
 WIDE_LAYOUT_COLUMNS = 100  # from this width the panel shows beside the chat by default
 BOTTOM_BAR_ROWS = 2  # the status line and the footer
@@ -283,8 +286,7 @@ class ChatScreen(Screen[None]):
         self._refresh_status()
         await self.chat.add(
             Notice(
-                f"The model did not load: {message.error}. Load another one from the command "
-                'palette (Ctrl+P, "Load model"), or quit with Ctrl+Q.',
+                f"The model did not load: {sentence(message.error)} {hints.load_failed(self.app)}",
                 error=True,
             )
         )
@@ -302,10 +304,7 @@ class ChatScreen(Screen[None]):
     async def send(self, text: str) -> bool:
         """Send ``text`` as the user's next message. Refused (text kept) while a reply runs."""
         if self._reply is not None:
-            self.notify(
-                "A reply is still being written: press Escape to stop it, then send.",
-                severity="warning",
-            )
+            self.notify(hints.busy_send(self.app), severity="warning")
             return False
         self.prompt.clear_prompt()
         await self._mark_changes()
@@ -666,7 +665,7 @@ class ChatScreen(Screen[None]):
     async def open_chat(self, chat_id: str) -> bool:
         """Show a saved chat and restore the profile, system prompt and levers at its end."""
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return False
         try:
             conversation, info, skipped = self.history.load(chat_id)
@@ -690,7 +689,7 @@ class ChatScreen(Screen[None]):
                 self.notify(
                     f"This chat used profile {one_line(info.profile, 40)}, which no longer "
                     "exists: its system prompt and levers are restored on "
-                    f"{one_line(self.profiles.profile.name, 40)}.",
+                    f"{sentence(one_line(self.profiles.profile.name, 40))}",
                     severity="warning",
                     markup=False,
                     timeout=8,
@@ -754,7 +753,7 @@ class ChatScreen(Screen[None]):
     async def action_step_version(self, step: int) -> None:
         """Show the previous (-1) or next (1) version of the focused or last reply."""
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return
         target = self._target_message("")
         if target is None:
@@ -785,7 +784,7 @@ class ChatScreen(Screen[None]):
     async def action_reproduce(self) -> None:
         """Generate the focused (or last) reply again with its recorded levers and seed."""
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return
         target = self._target_message("assistant")
         if target is None or target.role != "assistant":
@@ -849,7 +848,7 @@ class ChatScreen(Screen[None]):
 
     async def action_regenerate(self) -> None:
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return
         last = self.conversation.messages[-1] if self.conversation.messages else None
         if last is None or last.role != "assistant":
@@ -865,7 +864,7 @@ class ChatScreen(Screen[None]):
 
     async def action_edit_last(self) -> None:
         if self._reply is not None:
-            self.notify("A reply is still being written: stop it first (Escape).")
+            self.notify(hints.busy(self.app))
             return
         before = self.conversation
         conversation, text = before.without_last_exchange()
@@ -965,8 +964,9 @@ class ChatScreen(Screen[None]):
             self.action_revert_profile()
 
     def switch_profile(self, name: str) -> None:
-        dropped = self.modified
-        previous = self.profiles.profile.name
+        ask_before_switching(self, name, self._switch_profile_now, self._refresh_profile_list)
+
+    def _switch_profile_now(self, name: str) -> None:
         try:
             profile = self.profiles.switch(name)
         except (ProfileError, OSError) as error:
@@ -974,10 +974,7 @@ class ChatScreen(Screen[None]):
             self._refresh_profile_list()
             return
         self._show_profile_values()
-        note = f"Profile: {one_line(profile.name, 40)}."
-        if dropped:
-            note += f" Unsaved edits to {one_line(previous, 40)} were dropped."
-        self.notify(note, markup=False, timeout=4 if dropped else 2)
+        self.notify(f"Profile: {sentence(one_line(profile.name, 40))}", markup=False, timeout=2)
 
     def _show_profile_values(self) -> None:
         profile = self.profiles.profile
@@ -987,17 +984,19 @@ class ChatScreen(Screen[None]):
         self.panel.show_system_prompt(profile.system_prompt)
         self._refresh_profile_list()
 
-    def action_save_profile(self) -> None:
+    def action_save_profile(self) -> bool:
+        """Save the edits over the profile; False when they could not be saved."""
         try:
             profile = self.profiles.save(self.system_prompt, self.live_levers.get())
         except ProfileConflictError as error:
             self._resolve_conflict(str(error))
-            return
+            return False
         except (ProfileError, OSError) as error:
             self.notify(f"Not saved: {error}", severity="error", markup=False)
-            return
-        self.notify(f"Saved profile {one_line(profile.name, 40)}.", markup=False)
+            return False
+        self.notify(f"Saved profile {sentence(one_line(profile.name, 40))}", markup=False)
         self._refresh_profile_list()
+        return True
 
     def action_save_profile_as(self) -> None:
         from leverchat.ui.screens.save_as import SaveAsScreen
@@ -1013,9 +1012,8 @@ class ChatScreen(Screen[None]):
 
         def saved(name: str | None) -> None:
             if name is not None:
-                self.notify(
-                    f"Saved as profile {one_line(self.profiles.profile.name, 40)}.", markup=False
-                )
+                shown = sentence(one_line(self.profiles.profile.name, 40))
+                self.notify(f"Saved as profile {shown}", markup=False)
                 self._refresh_profile_list()
 
         self.app.push_screen(SaveAsScreen(self.profiles.suggest_new_name(), attempt), saved)

@@ -21,9 +21,11 @@ from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from leverchat.history import ConversationInfo, HistoryError, SearchHit
+from leverchat.ui import hints
 from leverchat.ui._safe import one_line, plain
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
+from leverchat.wording import sentence
 
 # Called after a rename (with the new title) or a delete (with None).
 ChatChanged = Callable[[str, str | None], Awaitable[None]]
@@ -57,6 +59,29 @@ def hit_row(hit: SearchHit, current: bool) -> Content:
     return Content(f"{marker}{title}") + Content.styled(f"  {one_line(hit.snippet, 60)}", "dim")
 
 
+class ChatOptions(OptionList):
+    """The list of chats. Up on the first chat stays there, Down on the last one too: the
+    list has destructive keys, and a wrap to the other end once had a user delete the open
+    chat instead of the one they meant."""
+
+    def _step(self, direction: int) -> None:
+        index = self.highlighted
+        if index is None:  # nothing chosen yet: from the first (or the last) row
+            index = -1 if direction > 0 else self.option_count
+        index += direction
+        while 0 <= index < self.option_count:
+            if not self.get_option_at_index(index).disabled:
+                self.highlighted = index
+                return
+            index += direction
+
+    def action_cursor_up(self) -> None:
+        self._step(-1)
+
+    def action_cursor_down(self) -> None:
+        self._step(1)
+
+
 class ChatListScreen(ModalScreen[str | None]):
     """Returns the id of the chat to open, or None."""
 
@@ -81,10 +106,10 @@ class ChatListScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog", id="chat-list-dialog"):
             yield Static(Content.styled("Saved chats", "bold"), classes="dialog-title")
             yield Input(placeholder="Search message text…", id="chat-search")
-            yield OptionList(id="chat-options")
+            yield ChatOptions(id="chat-options")
             yield Static("", id="chat-list-empty", classes="dialog-detail")
             yield Static(
-                Content.styled("Enter open · r rename · d delete · / search · Esc close", "dim"),
+                Content.styled(hints.chat_list_keys(self.app), "dim"),
                 id="chat-list-keys",
             )
 
@@ -209,7 +234,7 @@ class ChatListScreen(ModalScreen[str | None]):
                 clean = " ".join(title.split())
                 self.refresh_list(keep=chat_id)
                 await self._changed(chat_id, clean)
-                self.notify(f"Renamed to {one_line(clean, 50)}.", markup=False)
+                self.notify(f"Renamed to {sentence(one_line(clean, 50))}", markup=False)
 
         self.app.push_screen(RenameScreen(self._titles.get(chat_id, ""), attempt), renamed)
 
@@ -230,7 +255,7 @@ class ChatListScreen(ModalScreen[str | None]):
                 return
             self.refresh_list()
             await self._changed(chat_id, None)
-            self.notify(f"Deleted {one_line(title, 50)}.", markup=False)
+            self.notify(f"Deleted {sentence(one_line(title, 50))}", markup=False)
 
         self.app.push_screen(ConfirmDeleteScreen(title, count), confirmed)
 

@@ -8,6 +8,7 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
 
+from leverchat.ui import hints
 from leverchat.ui.widgets.messages_view import ReplyView, UserMessage
 
 
@@ -15,16 +16,12 @@ class ChatView(VerticalScroll):
     """Holds the transcript widgets in order. Anchored to the bottom: new text keeps the end in
     view until the user scrolls up, and scrolling back to the end follows again."""
 
-    HINT = (
-        "Ask anything below. F2 shows the levers, Ctrl+P the commands, F1 every key. "
-        "Escape stops a reply."
-    )
-
     def compose(self) -> ComposeResult:
         yield self._hint()
 
     def _hint(self) -> Static:
-        return Static(Content.styled(self.HINT, "dim italic"), id="chat-hint")
+        # Names the keys the user's keymap gives them now.
+        return Static(Content.styled(hints.welcome(self.app), "dim italic"), id="chat-hint")
 
     def on_mount(self) -> None:
         self.anchor()

@@ -83,7 +83,13 @@ def nudged(spec: LeverSpec, value: Any, direction: int) -> Any:
 
 
 class LeverInput(Input):
-    """The text box of a lever: +/- and Up/Down nudge it by one step."""
+    """The text box of a lever: +/- and Up/Down nudge it by one step.
+
+    Like a spreadsheet cell, the value shown is selected whenever it is the applied one (on
+    entering the field, after Enter, a nudge or Escape): the first character typed replaces it,
+    Backspace clears it, Left/Right/Home/End start editing it in place, and Escape puts back the
+    applied value while an edit is unconfirmed.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Not priority bindings, so they run in order after the digits typed before them.
@@ -93,7 +99,7 @@ class LeverInput(Input):
     ]
 
     def __init__(self, spec: LeverSpec, value: str, *, id: str, classes: str) -> None:
-        super().__init__(value, id=id, classes=classes, compact=True, select_on_focus=False)
+        super().__init__(value, id=id, classes=classes, compact=True, select_on_focus=True)
         self.spec = spec
 
     def _minus_is_a_sign(self) -> bool:
@@ -105,6 +111,13 @@ class LeverInput(Input):
         # Input would insert "+" and "-": when they are nudge keys, nudge here, in order with
         # the keys typed before them.
         keymap: dict[str, str] = getattr(self.app, "keymap", {})
+        field = self.parent
+        stop = event.key in current_keys(keymap, "stop")
+        if stop and isinstance(field, LeverField) and field.restore():
+            # An unconfirmed edit is undone; the next Escape goes on to the chat.
+            event.prevent_default()
+            event.stop()
+            return
         direction = 0
         if self.spec.kind == "strings":
             pass  # stop strings are text: "+" and "-" are characters there
@@ -177,6 +190,14 @@ class LeverField(Vertical):
         self._set_error(None)
         with self.input.prevent(Input.Changed):
             self.input.value = format_lever_value(self.spec, value)
+        self.input.select_all()  # the applied value: typing replaces it
+
+    def restore(self) -> bool:
+        """Put back the applied value over an unconfirmed edit; False when there is none."""
+        if self.error is None and self.input.value == format_lever_value(self.spec, self.value):
+            return False
+        self.show_value(self.value)
+        return True
 
     @on(Input.Changed)
     def _on_input_changed(self, event: Input.Changed) -> None:
@@ -228,7 +249,7 @@ class LeverField(Vertical):
             base = self.value
         new_value = nudged(self.spec, base, direction)
         self.input.value = format_lever_value(self.spec, new_value)
-        self.input.cursor_position = len(self.input.value)
+        self.input.select_all()  # applied at once: typing next replaces it
         self._pending = new_value
         self._set_error(None)
         self.commit()  # a nudge applies at once

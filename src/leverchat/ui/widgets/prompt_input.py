@@ -45,6 +45,11 @@ class PromptInput(TextArea):
         self._sent: list[str] = []
         self._recall_index: int | None = None
 
+    def on_mount(self) -> None:
+        from leverchat.ui.hints import prompt_placeholder
+
+        self.placeholder = prompt_placeholder(self.app)  # the keys the keymap gives now
+
     async def _on_key(self, event: Key) -> None:
         # TextArea inserts a newline on Enter. The key that sends (Enter unless the keymap says
         # otherwise) is handled here, in order with the keys typed before it.
