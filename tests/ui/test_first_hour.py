@@ -250,7 +250,7 @@ async def test_a_terminate_signal_with_unsaved_edits_exits_without_asking(make_a
         await edit_temperature(pilot)
         app._on_terminate(signal.SIGTERM)  # what the SIGTERM/SIGHUP handler calls
         await pilot.pause()
-        assert app.return_code == 0
+        assert app.return_code == 128 + signal.SIGTERM
         assert not any(isinstance(screen, UnsavedEditsScreen) for screen in app.screen_stack)
 
 
