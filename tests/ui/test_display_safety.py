@@ -7,7 +7,7 @@ import pytest
 from scripted_engine import Script, ScriptedEngine
 
 from conftest import chat_screen, frame_text, reply_done, send
-from leverchat.ui._safe import plain, strip_control
+from leverchat.safetext import plain, strip_control
 from leverchat.ui.widgets.markdown_guard import MAX_TABLE_CELLS, too_heavy_for_markdown
 from leverchat.ui.widgets.messages_view import ReplyView
 
@@ -126,6 +126,7 @@ def test_the_markdown_guard_limits():
     assert too_heavy_for_markdown("a" * 70_000)
 
 
-def test_plain_and_strip_control():
+def test_plain_shows_controls_visibly_and_strip_control_removes_them():
     assert plain("[bold]x[/]").plain == "[bold]x[/]"
-    assert strip_control("a\x1b[31mb\tc\nd\x9b1m") == "ab\tc\nd"
+    assert plain("a\x1b[31mb\tc\nd\x9b1m\u202e").plain == "a\\x1b[31mb\tc\nd\\x9b1m\\u202e"
+    assert strip_control("a\x1b[31mb\tc\nd\x9b1m\u202e") == "ab\tc\nd"

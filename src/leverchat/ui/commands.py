@@ -16,7 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 from textual.style import Style
 
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line
 
 if TYPE_CHECKING:
     from leverchat.ui.screens.chat import ChatScreen
@@ -99,7 +99,7 @@ def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
     for name in screen.profiles.names():
         commands.append(
             PaletteCommand(
-                f"Switch profile: {one_line(name, 60)}",
+                f"Switch profile: {single_line(name, 60)}",
                 "Use this profile's system prompt and levers",
                 partial(screen.switch_profile, name),
             )

@@ -47,7 +47,7 @@ from leverchat.history import HistoryError
 from leverchat.levers import Levers, LiveLevers, random_seed
 from leverchat.profiles import ProfileConflictError, ProfileError
 from leverchat.replay import ReplayLevers, compare_texts, replay_start_levers
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
@@ -676,15 +676,15 @@ class ChatScreen(Screen[None]):
                     self.profiles.switch(info.profile)
                 except (ProfileError, OSError) as error:
                     self.notify(
-                        f"Could not switch to profile {one_line(info.profile, 40)}: {error}",
+                        f"Could not switch to profile {single_line(info.profile, 40)}: {error}",
                         severity="warning",
                         markup=False,
                     )
             else:
                 self.notify(
-                    f"This chat used profile {one_line(info.profile, 40)}, which no longer "
+                    f"This chat used profile {single_line(info.profile, 40)}, which no longer "
                     "exists: its system prompt and levers are restored on "
-                    f"{one_line(self.profiles.profile.name, 40)}.",
+                    f"{single_line(self.profiles.profile.name, 40)}.",
                     severity="warning",
                     markup=False,
                     timeout=8,
@@ -701,7 +701,9 @@ class ChatScreen(Screen[None]):
         self._last_settings = settings
         self._saved_settings = settings
         await self._render_conversation()
-        self.notify(f"Opened: {one_line(conversation.title or 'untitled chat', 60)}", markup=False)
+        self.notify(
+            f"Opened: {single_line(conversation.title or 'untitled chat', 60)}", markup=False
+        )
         self.prompt.focus()
         return True
 
@@ -927,7 +929,7 @@ class ChatScreen(Screen[None]):
         message.stop()
         self.app.copy_to_clipboard(message.href)
         self.notify(
-            f"Link not opened; copied to the clipboard: {one_line(message.href, 200)}",
+            f"Link not opened; copied to the clipboard: {single_line(message.href, 200)}",
             markup=False,
         )
 
@@ -968,9 +970,9 @@ class ChatScreen(Screen[None]):
             self._refresh_profile_list()
             return
         self._show_profile_values()
-        note = f"Profile: {one_line(profile.name, 40)}."
+        note = f"Profile: {single_line(profile.name, 40)}."
         if dropped:
-            note += f" Unsaved edits to {one_line(previous, 40)} were dropped."
+            note += f" Unsaved edits to {single_line(previous, 40)} were dropped."
         self.notify(note, markup=False, timeout=4 if dropped else 2)
 
     def _show_profile_values(self) -> None:
@@ -990,7 +992,7 @@ class ChatScreen(Screen[None]):
         except (ProfileError, OSError) as error:
             self.notify(f"Not saved: {error}", severity="error", markup=False)
             return
-        self.notify(f"Saved profile {one_line(profile.name, 40)}.", markup=False)
+        self.notify(f"Saved profile {single_line(profile.name, 40)}.", markup=False)
         self._refresh_profile_list()
 
     def action_save_profile_as(self) -> None:
@@ -1008,7 +1010,7 @@ class ChatScreen(Screen[None]):
         def saved(name: str | None) -> None:
             if name is not None:
                 self.notify(
-                    f"Saved as profile {one_line(self.profiles.profile.name, 40)}.", markup=False
+                    f"Saved as profile {single_line(self.profiles.profile.name, 40)}.", markup=False
                 )
                 self._refresh_profile_list()
 
