@@ -111,8 +111,9 @@ def visible(text: str, *, multiline: bool = True) -> str:
 def single_line(text: str, limit: int | None = None) -> str:
     """``text`` made visible and put on one line (titles, names in tables, notifications).
 
-    Runs of whitespace, line breaks (``\\n``, ``\\r\\n``) and tabs included, become one space. With ``limit`` the result
-    is cut to at most that many characters, ending with an ellipsis when it was cut.
+    Runs of whitespace, line breaks (``\\n``, ``\\r\\n``) and tabs included, become one
+    space. With ``limit`` the result is cut to at most that many characters, ending with an
+    ellipsis when it was cut.
     """
     # Split only on real whitespace: str.split() would also split on \x1c-\x1f and \x85, which
     # are shown as escapes here, not hidden.

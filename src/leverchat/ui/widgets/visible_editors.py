@@ -36,6 +36,14 @@ from leverchat.safetext import visible_glyphs
 class VisibleDocument(Document):
     """A plain-text document whose lines, as read for drawing and measuring, are glyph lines."""
 
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        # Split only at the text's own newline: Document uses str.splitlines, which also splits
+        # at \v, \f, \x1c-\x1e, \x85, \u2028 and \u2029, so ``text`` came back with newlines
+        # there, and saving the editor changed a system prompt nobody edited. Those characters
+        # stay in their line, drawn as glyphs. (Typed or pasted text is split as Textual does.)
+        self._lines = text.split(self.newline)
+
     @property
     def lines(self) -> list[str]:
         return [visible_glyphs(line) for line in self._lines]
