@@ -4,14 +4,17 @@ character: arguments quoted in errors (argparse's and ours), profile names, path
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from leverchat.commands.ask import _StreamWriter
 from leverchat.safetext import UNSAFE
 
 # OSC 0 title, OSC 52 clipboard, OSC 8 link, clear screen, cursor position request, DCS,
@@ -105,3 +108,21 @@ def test_profiles_list_and_show_print_nothing_raw(isolated_user_dirs: Path) -> N
     assert 'stop = ["\\n\\n", "END\\u200B"]\n' in shown
     assert 'name = "evil\\u202E\\u200B"\n' in shown
     assert "line one \\u001B]0;pwned\\u0007 \\u009B2J \\u202Ertl\nline two" in shown
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_ask_shows_a_reply_visibly_on_a_terminal_and_exactly_in_a_pipe() -> None:
+    chunks = ["safe \x1b]0;pw", "ned\x07 \x9b2J", " \u202eend"]
+    for stream, expected in (
+        (FakeTerminal(), "safe \\x1b]0;pwned\\x07 \\x9b2J \\u202eend\n"),
+        (io.StringIO(), "safe \x1b]0;pwned\x07 \x9b2J \u202eend\n"),
+    ):
+        writer = _StreamWriter(stream, threading.Event())
+        for chunk in chunks:
+            writer.write(chunk)
+        writer.finish()
+        assert stream.getvalue() == expected
