@@ -126,3 +126,25 @@ def test_ask_shows_a_reply_visibly_on_a_terminal_and_exactly_in_a_pipe() -> None
             writer.write(chunk)
         writer.finish()
         assert stream.getvalue() == expected
+
+
+def test_a_chat_id_quoted_when_resuming_fails_is_shown_visibly() -> None:
+    """``leverchat --chat ID`` needs a terminal: stdin and stdout on a pty, stderr captured."""
+    primary, secondary = os.openpty()
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "leverchat", "--chat", PAYLOAD],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            env={**os.environ, "PYTHONUTF8": "1", "TERM": "xterm"},
+            check=False,
+        )
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    assert completed.returncode == 2
+    assert b"\x1b" not in completed.stderr and b"\xc2\x9b" not in completed.stderr
+    assert UNSAFE.search(completed.stderr.decode()) is None
+    assert "\\x1b]0;pwned\\x07" in completed.stderr.decode()
