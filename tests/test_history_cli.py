@@ -17,7 +17,7 @@ from leverchat.engine.types import Stats, StopReason
 from leverchat.export import from_json
 from leverchat.history import HistoryStore
 from leverchat.levers import Levers
-from leverchat.safetext import strip_control
+from leverchat.safetext import UNSAFE, strip_control
 
 EVIL_TITLE = "Evil \x1b]52;c;cm0gLXJm\x07[bold]chat[/] \x1b[2J"
 
@@ -107,14 +107,17 @@ def test_plain_history_lists_chats_most_recent_first(
 def test_untrusted_titles_and_texts_never_reach_the_terminal_raw(
     capsys: pytest.CaptureFixture[str], db_path: Path
 ) -> None:
-    chat = add_chat(db_path, EVIL_TITLE, "text \x9b31m\x1b]0;own\x07 end")
+    chat = add_chat(db_path, EVIL_TITLE, "text \x9b31m\x1b]0;own\x07 \u202eend\u200b")
     for argv in (["list"], ["show", chat[:6]], ["search", "evil"]):
         assert cli(*argv) == 0
         captured = capsys.readouterr()
-        assert captured.out == strip_control(captured.out), argv
+        assert UNSAFE.search(captured.out) is None, argv
         assert "\x1b" not in captured.out and "\x9b" not in captured.out
     assert cli("list") == 0
-    assert "Evil [bold]chat[/]" in capsys.readouterr().out  # markup shown literally
+    # shown visibly, as escapes; markup literally
+    assert "Evil \\x1b]52;c;cm0gLXJm\\x07[bold]chat[/] \\x1b[2J" in capsys.readouterr().out
+    assert cli("show", chat) == 0
+    assert "text \\x9b31m\\x1b]0;own\\x07 \\u202eend\\u200b" in capsys.readouterr().out
 
 
 def test_export_is_cleaned_on_a_terminal_and_exact_in_a_pipe(
@@ -129,8 +132,8 @@ def test_export_is_cleaned_on_a_terminal_and_exact_in_a_pipe(
     assert cli("export", chat) == 0
     assert cli("export", chat, "--format", "json") == 0
     shown = terminal.getvalue()
-    assert shown == strip_control(shown)
-    assert "text  end" in shown
+    assert UNSAFE.search(shown) is None
+    assert "text \\x9b31m\\x1b]0;own\\x07 end" in shown
 
 
 def test_json_export_escapes_every_control_character_even_in_a_pipe(

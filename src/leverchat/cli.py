@@ -10,14 +10,25 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from leverchat import __version__
 from leverchat.commands import ask, history_cmd, profiles_cmd
 from leverchat.commands.options import add_model_options, join_negative_lever_values
+from leverchat.safetext import visible
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse quotes what the user typed in its errors ("unrecognized arguments: ...", the
+    text of a type's ArgumentTypeError), and writes it raw: control characters are shown as
+    escapes instead. Sub-command parsers are of this class too (argparse uses the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(visible(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="leverchat",
         description="A terminal chat for local language models, with every inference lever "
         "live. Without a sub-command it starts the chat.",

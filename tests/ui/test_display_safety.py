@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 from scripted_engine import Script, ScriptedEngine
+from terminal_capture import capture_terminal, foreign_sequences
 
 from conftest import chat_screen, frame_text, reply_done, send
-from leverchat.ui._safe import plain, strip_control
+from leverchat.safetext import plain, strip_control
 from leverchat.ui.widgets.markdown_guard import MAX_TABLE_CELLS, too_heavy_for_markdown
 from leverchat.ui.widgets.messages_view import ReplyView
 
@@ -20,6 +21,27 @@ CONTROL_PAYLOADS = [
     "\x9d0;title\x9c",  # 8-bit OSC
     "\x07\x08\x00\x7f",  # BEL, BS, NUL, DEL
 ]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "shown"),
+    [
+        (["a &#x202e;", " b"], "a \\u202e b"),  # a numeric reference to a bidi override
+        (["a &rlm;b &zwj;c"], "a \\u200fb \\u200dc"),  # named references
+        (["a &#x20", "2e; b"], "a \\u202e b"),  # split across two streamed chunks
+    ],
+)
+async def test_markdown_references_to_invisible_characters_are_shown(
+    make_app, engine, monkeypatch, chunks, shown
+):
+    engine.scripts.append(Script(chunks))
+    with capture_terminal(monkeypatch) as written:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await send(pilot, "refs")
+            await reply_done(pilot)
+            assert shown in frame_text(app)
+    assert foreign_sequences("".join(written)) == []
 
 
 @pytest.mark.parametrize("payload", MARKUP_PAYLOADS)
@@ -126,6 +148,7 @@ def test_the_markdown_guard_limits():
     assert too_heavy_for_markdown("a" * 70_000)
 
 
-def test_plain_and_strip_control():
+def test_plain_shows_controls_visibly_and_strip_control_removes_them():
     assert plain("[bold]x[/]").plain == "[bold]x[/]"
-    assert strip_control("a\x1b[31mb\tc\nd\x9b1m") == "ab\tc\nd"
+    assert plain("a\x1b[31mb\tc\nd\x9b1m\u202e").plain == "a\\x1b[31mb\tc\nd\\x9b1m\\u202e"
+    assert strip_control("a\x1b[31mb\tc\nd\x9b1m\u202e") == "ab\tc\nd"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -30,6 +29,7 @@ from leverchat.engine.types import (
     PromptFormat,
 )
 from leverchat.levers import LeverError, Levers
+from leverchat.safetext import single_line, visible, visible_json
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -147,7 +147,10 @@ def _resolve_profile(args: argparse.Namespace) -> tuple[Levers, str, str | None,
         if args.profile:
             raise _UsageError(str(error)) from None
         # A broken default profile must not stop `ask`: say so and use the built-in levers.
-        print(f"leverchat: warning: {error}; using the built-in defaults", file=sys.stderr)
+        print(
+            f"leverchat: warning: {visible(str(error))}; using the built-in defaults",
+            file=sys.stderr,
+        )
     else:
         levers, system, model = profile.levers, profile.system_prompt, profile.model
         prompt_format = profile.prompt_format
@@ -172,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         prompt = _read_prompt(args)
         levers, system, profile_model, prompt_format = _resolve_profile(args)
     except _UsageError as error:
-        print(f"leverchat ask: error: {error}", file=sys.stderr)
+        print(f"leverchat ask: error: {visible(str(error))}", file=sys.stderr)
         return EXIT_USAGE
 
     from leverchat.engine.worker import EngineThread
@@ -189,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             info = _wait(engine.load(spec, progress))
         except EngineError as error:
             progress.clear()
-            print(f"leverchat: {error}", file=sys.stderr)
+            print(f"leverchat: {visible(str(error))}", file=sys.stderr)
             return EXIT_ERROR
         progress.clear()
         load = {"seconds": time.perf_counter() - load_started, "converted": progress.converted}
@@ -208,11 +211,11 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             data = result_to_json(result, info)
             data["load"] = load
-            print(json.dumps(data, ensure_ascii=False, indent=2))
+            print(visible_json(data))
         elif args.stats:
             print(format_stats(result), file=sys.stderr)
         if result.error:
-            print(f"leverchat: generation failed: {result.error}", file=sys.stderr)
+            print(f"leverchat: generation failed: {visible(result.error)}", file=sys.stderr)
             return EXIT_ERROR
         if interrupted is not None:
             return int(getattr(interrupted, "exit_code", EXIT_INTERRUPTED))
@@ -231,16 +234,15 @@ def _wait(future: Any) -> Any:
 
 
 class _StreamWriter:
-    """Writes reply chunks to stdout as they come; control sequences are stripped on a
-    terminal; a closed pipe (`ask ... | head`) stops generation quietly."""
+    """Writes reply chunks to stdout as they come; on a terminal control characters are shown
+    as escapes (piped, the text is written as it is); a closed pipe (`ask ... | head`) stops
+    generation quietly."""
 
     def __init__(self, stream: TextIO, cancel: threading.Event) -> None:
-        from leverchat.safetext import strip_control
-
         self._stream = stream
         self._cancel = cancel
         self._is_terminal = stream.isatty()
-        self._strip = strip_control
+        self._strip = visible
         self._wrote_any = False
         self._last = ""
         self.broken = False
@@ -287,9 +289,7 @@ class _ProgressPrinter:
             self.converted = True
         if not self._active:
             return
-        from leverchat.safetext import strip_control
-
-        text = strip_control(progress.message)
+        text = single_line(progress.message)
         if progress.fraction is not None:
             text = f"{text} ({progress.fraction:.0%})"
         with self._lock:

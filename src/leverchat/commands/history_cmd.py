@@ -1,8 +1,9 @@
 """``leverchat history``: list, show, export, search and delete saved chats.
 
 Chat ids may be shortened to any unique prefix. Everything printed for a person passes
-through :func:`strip_control`: titles and messages are untrusted text. An export written to a
-file (``-o``) or into a pipe is exact; only an export shown on a terminal is cleaned.
+through :func:`leverchat.safetext.visible`: titles and messages are untrusted text, and their
+control, bidi and zero-width characters are shown as escapes. An export written to a file
+(``-o``) or into a pipe is exact; only an export shown on a terminal is made visible.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from leverchat.export import to_json, to_markdown, write_text_atomic
 from leverchat.history import ConversationInfo, HistoryError, HistoryStore
 from leverchat.history_import import import_file
 from leverchat.history_rows import SkippedRecord
-from leverchat.safetext import single_line, strip_control
+from leverchat.safetext import single_line, visible
 
 _SHORT_ID = 8
 
@@ -157,7 +158,7 @@ def _export(store: HistoryStore, prefix: str, format_name: str, output: Path | N
     _report(info, skipped)
     if output is None:
         # Exact bytes into a pipe or a redirect; cleaned text on a terminal.
-        sys.stdout.write(strip_control(text) if sys.stdout.isatty() else text)
+        sys.stdout.write(visible(text) if sys.stdout.isatty() else text)
         sys.stdout.flush()
         return 0
     try:
@@ -197,7 +198,7 @@ def _delete(store: HistoryStore, prefix: str, *, assume_yes: bool) -> int:
             _error(f"not deleting {_describe(info)} without confirmation: add --yes")
             return 1
         try:
-            answer = input(strip_control(f"Delete {_describe(info)}? [y/N] "))
+            answer = input(visible(f"Delete {_describe(info)}? [y/N] "))
         except (EOFError, KeyboardInterrupt):
             answer = ""
             print(file=sys.stderr)
@@ -214,7 +215,7 @@ def _delete(store: HistoryStore, prefix: str, *, assume_yes: bool) -> int:
 def _search(store: HistoryStore, text: str, limit: int) -> int:
     hits = store.search(text, limit=limit)
     if not hits:
-        _say(f"No message contains {single_line(text)!r}.")
+        _say(f"No message contains '{single_line(text)}'.")
         return 0
     width = _id_width([hit.conversation_id for hit in hits])
     for hit in hits:
@@ -227,7 +228,7 @@ def _search(store: HistoryStore, text: str, limit: int) -> int:
 def _describe(info: ConversationInfo) -> str:
     title = single_line(info.title, 60) or "(untitled)"
     plural = "" if info.message_count == 1 else "s"
-    return f"chat {info.id[:_SHORT_ID]} {title!r} ({info.message_count} message{plural})"
+    return f"chat {info.id[:_SHORT_ID]} '{title}' ({info.message_count} message{plural})"
 
 
 def _id_width(ids: list[str]) -> int:
@@ -244,7 +245,7 @@ def _local(moment: datetime) -> str:
 
 
 def _say(text: str, stream: TextIO | None = None) -> None:
-    print(strip_control(text), file=stream or sys.stdout)
+    print(visible(text), file=stream or sys.stdout)
 
 
 def _error(text: str) -> None:

@@ -1,8 +1,10 @@
 """``leverchat profiles``: list, show, locate, import, delete and restore persona profiles.
 
 Output is plain text written with ``print`` (never Rich markup), and every untrusted string
-(profile names, paths, error texts) has its control characters escaped first, so a hostile file
-name cannot restyle or take over the terminal.
+(profile names, paths, error texts) goes through :func:`leverchat.safetext.visible` first, so a
+hostile file name cannot restyle or take over the terminal: its control, bidi and zero-width
+characters are shown as escapes (``\x1b``, ``\u202e``). ``show`` prints TOML whose strings
+escape the same characters the TOML way (:mod:`leverchat.commands.toml_display`).
 
 Exit codes: 0 success, 1 an error the message explains, 2 a usage error.
 """
@@ -14,14 +16,17 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from leverchat.commands.toml_display import dumps_for_display
 from leverchat.profile_import import import_profile
 from leverchat.profiles import (
+    Profile,
     ProfileEntry,
     ProfileError,
     ProfileExistsError,
     ProfileStore,
-    profile_to_toml,
+    profile_to_mapping,
 )
+from leverchat.safetext import visible
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -105,9 +110,19 @@ def _list(args: argparse.Namespace, store: ProfileStore) -> int:
 def _show(args: argparse.Namespace, store: ProfileStore) -> int:
     loaded = store.load(args.name)
     origin = "built-in" if loaded.builtin else "user profile"
-    print(f"# {origin}: {_safe(str(loaded.path))}")
-    sys.stdout.write(profile_to_toml(loaded.profile, all_levers=True))
+    header = "\n".join([f"{origin}: {loaded.path}", *_show_notes(loaded.profile)])
+    mapping = profile_to_mapping(loaded.profile, all_levers=True)
+    sys.stdout.write(dumps_for_display(mapping, header=header))
     return EXIT_OK
+
+
+def _show_notes(profile: Profile) -> list[str]:
+    notes = [f"Profile '{profile.name}' with every lever resolved."]
+    if profile.model is None:
+        notes.append("model is not set: the model leverchat was started with is used.")
+    if profile.levers.seed is None:
+        notes.append("seed is not set: every reply picks a new random seed.")
+    return notes
 
 
 def _path(args: argparse.Namespace, store: ProfileStore) -> int:
@@ -170,12 +185,5 @@ def _error(message: str, stream: TextIO | None = None) -> None:
 
 
 def _safe(text: str) -> str:
-    """``text`` with control characters (ESC, C1, line breaks...) shown as escapes.
-
-    Names, paths and error texts come from files anyone can write; printed raw, an ESC could
-    move the cursor, retitle the window or write the clipboard (OSC 52).
-    """
-    return "".join(
-        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode()
-        for char in text
-    )
+    """A name, path or error quoted on one line: line breaks and tabs are escaped too."""
+    return visible(text, multiline=False)

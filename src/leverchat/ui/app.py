@@ -19,8 +19,7 @@ from textual.notifications import SeverityLevel
 from leverchat.chat import MessageStatus
 from leverchat.engine.types import ChatEngine, ModelSpec
 from leverchat.profiles import ProfileStore
-from leverchat.safetext import strip_control
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line, visible
 from leverchat.ui.commands import ChatCommands
 from leverchat.ui.config import AppConfig, load_config, remember_theme
 from leverchat.ui.history_session import HistorySession
@@ -88,6 +87,25 @@ class LeverChatApp(App[None]):
         self._resume_id = resume_id
         self._resume_problem = resume_problem
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification (screens' and widgets' ``notify`` end here) quotes errors, names
+        and paths: their control characters are shown visibly, never written raw."""
+        super().notify(
+            visible(message),
+            title=visible(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
+
     def _pick_theme(self, requested: str | None) -> str:
         available = self.available_themes
         for source, name in (("--theme", requested), ("the config file", self.config.theme)):
@@ -96,7 +114,7 @@ class LeverChatApp(App[None]):
             if name in available:
                 return name
             self.problems.append(
-                f"theme '{one_line(name, 40)}' from {source} does not exist; "
+                f"theme '{single_line(name, 40)}' from {source} does not exist; "
                 f"known: {', '.join(sorted(available))}"
             )
         return DEFAULT_THEME if DEFAULT_THEME in available else FALLBACK_THEME
@@ -142,25 +160,6 @@ class LeverChatApp(App[None]):
         # 128 + the signal, as a shell reports it (129 SIGHUP, 143 SIGTERM): a script can tell
         # a hang-up or a kill from a normal quit, after the same clean shutdown.
         self.exit(return_code=128 + number)
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = True,
-    ) -> None:
-        # Every toast passes here (Widget.notify calls this), and many quote untrusted text:
-        # names, paths, error messages. A control sequence in them must not reach the terminal.
-        super().notify(
-            strip_control(message),
-            title=strip_control(title),
-            severity=severity,
-            timeout=timeout,
-            markup=markup,
-        )
 
     def watch_theme(self, theme: str) -> None:
         if not self._remember_theme_changes:

@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.markup import escape
 from textual.style import Style
 
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line
 from leverchat.ui.hints import key_of
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
     for name in screen.profiles.names():
         commands.append(
             PaletteCommand(
-                f"Switch profile: {one_line(name, 60)}",
+                f"Switch profile: {single_line(name, 60)}",
                 "Use this profile's system prompt and levers",
                 partial(screen.switch_profile, name),
             )

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from leverchat.commands.options import model_spec_from_args
 from leverchat.history import HistoryError
+from leverchat.safetext import visible
 from leverchat.ui.history_session import HistorySession
 
 
@@ -43,7 +44,7 @@ def run_tui(args: argparse.Namespace) -> int:
     resume_id, resume_problem = _chat_to_resume(args, history)
     if resume_problem is not None and getattr(args, "chat", None) and history.enabled:
         history.close()
-        print(f"leverchat: {resume_problem}", file=sys.stderr)
+        print(f"leverchat: {visible(resume_problem)}", file=sys.stderr)  # quotes the --chat id
         return 2
     engine = EngineThread()
     app = LeverChatApp(

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, replace
 
 from leverchat.levers import LEVER_SPECS, Levers, LiveLevers
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line
 from leverchat.ui.widgets.lever_field import format_lever_value
 
 _CODE_BLOCK = re.compile(r"^(`{3,}|~{3,})[^\n]*\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -63,7 +63,9 @@ def describe_changes(before: ReplySettings, after: ReplySettings) -> str | None:
     """One line saying what changed between two replies, or None."""
     parts: list[str] = []
     if before.profile != after.profile:
-        parts.append(f"profile {one_line(before.profile, 30)} → {one_line(after.profile, 30)}")
+        parts.append(
+            f"profile {single_line(before.profile, 30)} → {single_line(after.profile, 30)}"
+        )
     if before.system_prompt != after.system_prompt:
         parts.append("system prompt changed")
     specs = {spec.name: spec for spec in LEVER_SPECS}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from leverchat.levers import Levers
 from leverchat.profiles import Profile
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line
 from leverchat.ui.screens.unsaved import Choice, UnsavedEditsScreen
 from leverchat.wording import sentence
 
@@ -60,7 +60,7 @@ def ask_before_leaving(
             proceed()
         elif choice == "discard":
             screen.notify(
-                f"Discarded your edits to {sentence(one_line(profile.name, 40))}", markup=False
+                f"Discarded your edits to {sentence(single_line(profile.name, 40))}", markup=False
             )
             proceed()
         elif cancelled is not None:
@@ -77,5 +77,5 @@ def ask_before_switching(
 ) -> None:
     """Switch ``screen`` to profile ``name`` with ``switch(name)``, asking first when edits
     are unsaved; ``cancelled`` runs when the user stays (the panel shows the profile again)."""
-    leaving = f"switch to profile {one_line(name, 40)}"
+    leaving = f"switch to profile {single_line(name, 40)}"
     ask_before_leaving(screen, leaving, lambda: switch(name), cancelled=cancelled)

@@ -47,8 +47,8 @@ from leverchat.history import HistoryError
 from leverchat.levers import Levers, LiveLevers, random_seed
 from leverchat.profiles import ProfileConflictError, ProfileError
 from leverchat.replay import ReplayLevers, compare_texts, replay_start_levers
+from leverchat.safetext import single_line
 from leverchat.ui import hints
-from leverchat.ui._safe import one_line
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
@@ -681,15 +681,15 @@ class ChatScreen(Screen[None]):
                     self.profiles.switch(info.profile)
                 except (ProfileError, OSError) as error:
                     self.notify(
-                        f"Could not switch to profile {one_line(info.profile, 40)}: {error}",
+                        f"Could not switch to profile {single_line(info.profile, 40)}: {error}",
                         severity="warning",
                         markup=False,
                     )
             else:
                 self.notify(
-                    f"This chat used profile {one_line(info.profile, 40)}, which no longer "
+                    f"This chat used profile {single_line(info.profile, 40)}, which no longer "
                     "exists: its system prompt and levers are restored on "
-                    f"{sentence(one_line(self.profiles.profile.name, 40))}",
+                    f"{sentence(single_line(self.profiles.profile.name, 40))}",
                     severity="warning",
                     markup=False,
                     timeout=8,
@@ -706,7 +706,9 @@ class ChatScreen(Screen[None]):
         self._last_settings = settings
         self._saved_settings = settings
         await self._render_conversation()
-        self.notify(f"Opened: {one_line(conversation.title or 'untitled chat', 60)}", markup=False)
+        self.notify(
+            f"Opened: {single_line(conversation.title or 'untitled chat', 60)}", markup=False
+        )
         self.prompt.focus()
         return True
 
@@ -932,7 +934,7 @@ class ChatScreen(Screen[None]):
         message.stop()
         self.app.copy_to_clipboard(message.href)
         self.notify(
-            f"Link not opened; copied to the clipboard: {one_line(message.href, 200)}",
+            f"Link not opened; copied to the clipboard: {single_line(message.href, 200)}",
             markup=False,
         )
 
@@ -974,7 +976,7 @@ class ChatScreen(Screen[None]):
             self._refresh_profile_list()
             return
         self._show_profile_values()
-        self.notify(f"Profile: {sentence(one_line(profile.name, 40))}", markup=False, timeout=2)
+        self.notify(f"Profile: {sentence(single_line(profile.name, 40))}", markup=False, timeout=2)
 
     def _show_profile_values(self) -> None:
         profile = self.profiles.profile
@@ -994,7 +996,7 @@ class ChatScreen(Screen[None]):
         except (ProfileError, OSError) as error:
             self.notify(f"Not saved: {error}", severity="error", markup=False)
             return False
-        self.notify(f"Saved profile {sentence(one_line(profile.name, 40))}", markup=False)
+        self.notify(f"Saved profile {sentence(single_line(profile.name, 40))}", markup=False)
         self._refresh_profile_list()
         return True
 
@@ -1012,7 +1014,7 @@ class ChatScreen(Screen[None]):
 
         def saved(name: str | None) -> None:
             if name is not None:
-                shown = sentence(one_line(self.profiles.profile.name, 40))
+                shown = sentence(single_line(self.profiles.profile.name, 40))
                 self.notify(f"Saved as profile {shown}", markup=False)
                 self._refresh_profile_list()
 

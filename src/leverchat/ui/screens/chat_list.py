@@ -21,10 +21,11 @@ from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from leverchat.history import ConversationInfo, HistoryError, SearchHit
+from leverchat.safetext import plain, single_line, strip_control
 from leverchat.ui import hints
-from leverchat.ui._safe import one_line, plain
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
+from leverchat.ui.widgets.visible_editors import VisibleInput
 from leverchat.wording import sentence
 
 # Called after a rename (with the new title) or a delete (with None).
@@ -43,20 +44,20 @@ def day_label(moment: datetime, today: datetime) -> str:
 
 
 def chat_row(info: ConversationInfo, current: bool) -> Content:
-    title = one_line(info.title or "untitled chat", 44)
+    title = single_line(info.title or "untitled chat", 44)
     when = info.updated.astimezone().strftime("%H:%M")
     count = f"{info.message_count} msg"
-    profile = one_line(info.profile, 14)
+    profile = single_line(info.profile, 14)
     marker = "● " if current else "  "
     if info.problem is not None:  # listed so that it can be deleted (d); Enter says why
-        title = one_line(f"(unreadable) {info.title or 'untitled chat'}", 44)
+        title = single_line(f"(unreadable) {info.title or 'untitled chat'}", 44)
     return Content(f"{marker}{when}  {title}") + Content.styled(f"  {count} · {profile}", "dim")
 
 
 def hit_row(hit: SearchHit, current: bool) -> Content:
     marker = "● " if current else "  "
-    title = one_line(hit.title or "untitled chat", 30)
-    return Content(f"{marker}{title}") + Content.styled(f"  {one_line(hit.snippet, 60)}", "dim")
+    title = single_line(hit.title or "untitled chat", 30)
+    return Content(f"{marker}{title}") + Content.styled(f"  {single_line(hit.snippet, 60)}", "dim")
 
 
 class ChatOptions(OptionList):
@@ -105,7 +106,7 @@ class ChatListScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="chat-list-dialog"):
             yield Static(Content.styled("Saved chats", "bold"), classes="dialog-title")
-            yield Input(placeholder="Search message text…", id="chat-search")
+            yield VisibleInput(placeholder="Search message text…", id="chat-search")
             yield ChatOptions(id="chat-options")
             yield Static("", id="chat-list-empty", classes="dialog-detail")
             yield Static(
@@ -234,7 +235,7 @@ class ChatListScreen(ModalScreen[str | None]):
                 clean = " ".join(title.split())
                 self.refresh_list(keep=chat_id)
                 await self._changed(chat_id, clean)
-                self.notify(f"Renamed to {sentence(one_line(clean, 50))}", markup=False)
+                self.notify(f"Renamed to {sentence(single_line(clean, 50))}", markup=False)
 
         self.app.push_screen(RenameScreen(self._titles.get(chat_id, ""), attempt), renamed)
 
@@ -255,7 +256,7 @@ class ChatListScreen(ModalScreen[str | None]):
                 return
             self.refresh_list()
             await self._changed(chat_id, None)
-            self.notify(f"Deleted {sentence(one_line(title, 50))}", markup=False)
+            self.notify(f"Deleted {sentence(single_line(title, 50))}", markup=False)
 
         self.app.push_screen(ConfirmDeleteScreen(title, count), confirmed)
 
@@ -273,7 +274,7 @@ class RenameScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="rename-dialog"):
             yield Static(Content.styled("Rename chat", "bold"), classes="dialog-title")
-            yield Input(strip_for_input(self._title), id="rename-title", placeholder="Title")
+            yield VisibleInput(strip_for_input(self._title), id="rename-title", placeholder="Title")
             yield Static("", id="rename-error", classes="dialog-error")
             yield Static(Content.styled("Enter rename · Esc cancel", "dim"))
 
@@ -297,8 +298,10 @@ class RenameScreen(ModalScreen[str | None]):
 
 
 def strip_for_input(text: str) -> str:
-    """A title as an Input value: one line, no control characters."""
-    return one_line(text, 200)
+    """A title as the start of a new one: one line, control characters removed (not escaped:
+    what the user submits here is stored, and should not keep them or their escapes)."""
+    line = " ".join(strip_control(text).split())
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 class ConfirmDeleteScreen(ModalScreen[bool]):
@@ -315,7 +318,9 @@ class ConfirmDeleteScreen(ModalScreen[bool]):
         count = f" and its {self._count} messages" if self._count is not None else ""
         with Vertical(classes="dialog", id="confirm-delete-dialog"):
             yield Static(Content.styled("Delete this chat?", "bold"), classes="dialog-title")
-            yield Static(plain(f"'{one_line(self._title, 50)}'{count} will be deleted for good."))
+            yield Static(
+                plain(f"'{single_line(self._title, 50)}'{count} will be deleted for good.")
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Delete", id="confirm-delete", variant="error", compact=True)
                 yield Button("Cancel", id="confirm-cancel", compact=True)

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from leverchat.ui._safe import one_line, plain
+from leverchat.safetext import plain, single_line
 
 
 class ConflictScreen(ModalScreen[str | None]):
@@ -32,7 +32,7 @@ class ConflictScreen(ModalScreen[str | None]):
             )
             yield Static(
                 plain(
-                    f"Another program changed profile '{one_line(self._profile_name, 40)}' "
+                    f"Another program changed profile '{single_line(self._profile_name, 40)}' "
                     "since it was loaded. Saving now would overwrite that change, so nothing "
                     "was saved."
                 )

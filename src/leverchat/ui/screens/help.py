@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from leverchat import paths
-from leverchat.ui._safe import plain
+from leverchat.safetext import plain
 from leverchat.ui.keymap import FIXED_KEYS, KEYS, key_list
 
 

@@ -12,6 +12,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from leverchat.ui.widgets.visible_editors import VisibleInput
+
 
 class LoadModelScreen(ModalScreen[str | None]):
     """Returns what the user typed ("" for the bundled model), or None when cancelled."""
@@ -29,7 +31,9 @@ class LoadModelScreen(ModalScreen[str | None]):
                 "A model folder, a .gguf file or a Hugging Face id; empty for the bundled model. "
                 "Enter loads it, Escape cancels."
             )
-            yield Input(self._current, id="load-model-source", placeholder="path or model id")
+            yield VisibleInput(
+                self._current, id="load-model-source", placeholder="path or model id"
+            )
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from leverchat.chat import ReplyProvenance
 from leverchat.levers import LEVER_SPECS
-from leverchat.ui._safe import plain
+from leverchat.safetext import plain
 from leverchat.ui.widgets.lever_field import format_lever_value
 
 

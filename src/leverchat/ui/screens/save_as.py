@@ -13,7 +13,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from leverchat.ui._safe import plain
+from leverchat.safetext import plain
+from leverchat.ui.widgets.visible_editors import VisibleInput
 
 
 class SaveAsScreen(ModalScreen[str | None]):
@@ -30,7 +31,7 @@ class SaveAsScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog", id="save-as-dialog"):
             yield Static(Content.styled("Save profile as", "bold"), classes="dialog-title")
             yield Static("A new profile with the current system prompt and levers.")
-            yield Input(self._suggested, id="save-as-name", placeholder="Profile name")
+            yield VisibleInput(self._suggested, id="save-as-name", placeholder="Profile name")
             yield Static("", id="save-as-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", id="save-as-save", variant="primary", compact=True)

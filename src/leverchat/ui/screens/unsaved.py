@@ -16,7 +16,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line
 
 Choice = Literal["save", "discard"]
 
@@ -39,7 +39,7 @@ class UnsavedEditsScreen(ModalScreen[Choice | None]):
         self._leaving = leaving
 
     def compose(self) -> ComposeResult:
-        name = one_line(self._profile_name, 40)
+        name = single_line(self._profile_name, 40)
         with Vertical(classes="dialog", id="unsaved-dialog"):
             yield Static(
                 Content.styled("Unsaved edits to profile ", "bold")

@@ -17,8 +17,9 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from leverchat.levers import LeverError, LeverSpec, validate_lever
-from leverchat.ui._safe import plain
+from leverchat.safetext import plain
 from leverchat.ui.keymap import binding, current_keys
+from leverchat.ui.widgets.visible_editors import VisibleInput
 
 
 def format_lever_value(spec: LeverSpec, value: Any) -> str:
@@ -82,7 +83,7 @@ def nudged(spec: LeverSpec, value: Any, direction: int) -> Any:
     return math.floor(moved)
 
 
-class LeverInput(Input):
+class LeverInput(VisibleInput):
     """The text box of a lever: +/- and Up/Down nudge it by one step.
 
     Like a spreadsheet cell, the value shown is selected whenever it is the applied one (on

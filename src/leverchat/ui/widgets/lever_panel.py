@@ -13,8 +13,9 @@ from textual.message import Message
 from textual.widgets import Button, Select, Static, TextArea
 
 from leverchat.levers import LEVER_SPECS, Levers
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line
 from leverchat.ui.widgets.lever_field import LeverField
+from leverchat.ui.widgets.visible_editors import VisibleTextArea
 
 
 class LeverPanel(VerticalScroll):
@@ -69,7 +70,7 @@ class LeverPanel(VerticalScroll):
             yield Button("Save as", id="profile-save-as", compact=True)
             yield Button("Revert", id="profile-revert", compact=True)
         yield Static(Content.styled("System prompt", "bold"), classes="panel-heading")
-        yield TextArea(self._system_prompt, id="system-prompt", soft_wrap=True, compact=True)
+        yield VisibleTextArea(self._system_prompt, id="system-prompt", soft_wrap=True, compact=True)
         yield Static(Content.styled("Levers", "bold"), classes="panel-heading")
         for spec in LEVER_SPECS:
             yield LeverField(spec, getattr(self._levers, spec.name))
@@ -100,11 +101,11 @@ class LeverPanel(VerticalScroll):
     @staticmethod
     def _profile_options(names: list[str]) -> list[tuple[Text, str]]:
         # Text objects: a profile name is shown literally, never read as markup.
-        return [(Text(one_line(name, 40)), name) for name in names]
+        return [(Text(single_line(name, 40)), name) for name in names]
 
     def show_profile_state(self, text: str, *, modified: bool) -> None:
         state = self.query_one("#profile-state", Static)
-        state.update(Content(one_line(text, 200)))
+        state.update(Content(single_line(text, 200)))
         state.set_class(modified, "-modified")
 
     def commit_pending(self) -> dict[str, Any]:

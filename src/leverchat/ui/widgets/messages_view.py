@@ -12,9 +12,10 @@ from textual.message import Message
 from textual.widgets import Markdown, Static
 
 from leverchat.chat import MessageStatus
-from leverchat.ui._safe import plain, strip_control
+from leverchat.safetext import plain, visible
 from leverchat.ui.keymap import binding
 from leverchat.ui.widgets.markdown_guard import too_heavy_for_markdown
+from leverchat.ui.widgets.markdown_text import reply_parser
 
 
 class UserMessage(Static, can_focus=True):
@@ -89,7 +90,12 @@ class ReplyView(Vertical, can_focus=True):
         if self._plain_mode:
             yield Static(plain(self.text), classes="reply-body -plain")
         else:
-            yield Markdown(strip_control(self.text), classes="reply-body", open_links=False)
+            yield Markdown(
+                visible(self.text),
+                classes="reply-body",
+                open_links=False,
+                parser_factory=reply_parser,
+            )
         yield Static(self._status_content(), classes="reply-status")
 
     def on_mount(self) -> None:
@@ -114,7 +120,7 @@ class ReplyView(Vertical, can_focus=True):
             # per batch. Not Markdown.get_stream(): stopping a stream whose task has not started
             # yet raises CancelledError in the caller, which silently ended the screen's
             # message loop (seen under load in the tests).
-            await self.query_one(".reply-body", Markdown).append(strip_control(chunk))
+            await self.query_one(".reply-body", Markdown).append(visible(chunk))
         self._refresh_status()
 
     async def finish(self, status: MessageStatus, detail: str = "") -> None:
@@ -132,7 +138,7 @@ class ReplyView(Vertical, can_focus=True):
         elif self._plain_mode:
             self.query_one(".reply-body", Static).update(plain(text))
         else:
-            await self.query_one(".reply-body", Markdown).update(strip_control(text))
+            await self.query_one(".reply-body", Markdown).update(visible(text))
 
     def set_version(self, version: int, count: int) -> None:
         """Show "version 2/3" when this turn has several replies (alt+left/right steps)."""

@@ -7,12 +7,12 @@ from typing import ClassVar
 from textual.binding import BindingType
 from textual.events import Key
 from textual.message import Message
-from textual.widgets import TextArea
 
 from leverchat.ui.keymap import binding, current_keys
+from leverchat.ui.widgets.visible_editors import VisibleTextArea
 
 
-class PromptInput(TextArea):
+class PromptInput(VisibleTextArea):
     """Where the user types. What they typed is never lost: it is only cleared once sent."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

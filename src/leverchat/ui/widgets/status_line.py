@@ -8,7 +8,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from leverchat.engine.types import GenerationResult
-from leverchat.ui._safe import one_line
+from leverchat.safetext import single_line
 
 _SEPARATOR = Content.styled(" · ", "dim")
 _COMPACT_SEPARATOR = Content.styled("│", "dim")
@@ -50,13 +50,13 @@ def render_status(state: StatusState, *, compact: bool = False) -> Content:
     """The status line; ``compact`` uses short labels so an 80-column line keeps every item."""
     parts: list[Content] = []
     if state.loading is not None:
-        parts.append(Content.styled("⏳ " + one_line(state.loading, 60), "$warning"))
+        parts.append(Content.styled("⏳ " + single_line(state.loading, 60), "$warning"))
     elif state.load_failed:
         parts.append(Content.styled("✗ model not loaded", "$error"))
     else:
-        model = one_line(state.model, 20 if compact else 30)
+        model = single_line(state.model, 20 if compact else 30)
         parts.append(Content(f"{model} {state.device}" if state.device else model))
-    profile = one_line(state.profile, 16 if compact else 24) + (" *" if state.modified else "")
+    profile = single_line(state.profile, 16 if compact else 24) + (" *" if state.modified else "")
     label = Content("" if compact else "profile ")
     parts.append(label + Content.styled(profile, "bold" if state.modified else ""))
     if state.streaming:
