@@ -18,6 +18,7 @@ CI runs a bounded number of examples; ``LEVERCHAT_FUZZ_EXAMPLES=200`` runs more.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import unicodedata
@@ -134,7 +135,26 @@ async def settle(pilot: Any, predicate: Any, what: str) -> None:
     error=HOSTILE,
     notice=HOSTILE,
 )
-async def test_hostile_text_in_every_field_never_reaches_the_terminal(
+def test_hostile_text_in_every_field_never_reaches_the_terminal(
+    tmp_path_factory: Any,
+    system_prompt: str,
+    name: str,
+    stored_title: str,
+    message: str,
+    reply: list[str],
+    error: str,
+    notice: str,
+) -> None:
+    # A plain function that runs its own event loop: pytest-asyncio hands hypothesis an async
+    # test only when this file is collected alone, so with the rest of the suite it refused it.
+    asyncio.run(
+        hostile_text_everywhere(
+            tmp_path_factory, system_prompt, name, stored_title, message, reply, error, notice
+        )
+    )
+
+
+async def hostile_text_everywhere(
     tmp_path_factory: Any,
     system_prompt: str,
     name: str,
