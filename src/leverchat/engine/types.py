@@ -128,6 +128,8 @@ class RemoteProvenance:
     sent: tuple[tuple[str, str], ...] = ()  # (field, JSON text of the value), in send order
     unavailable: tuple[UnavailableLever, ...] = ()
     requests: int = 1  # more than one when a lever change continued the reply
+    # Each continuing request after a lever change: (token index, the values it sent).
+    continued: tuple[tuple[int, tuple[tuple[str, str], ...]], ...] = ()
     note: str = ""
 
 

@@ -73,6 +73,7 @@ class _Reply:
     last_at: float | None = None
     changes: list[LeverChange] = field(default_factory=list)
     sent: list[tuple[str, str]] = field(default_factory=list)
+    continued: list[tuple[int, tuple[tuple[str, str], ...]]] = field(default_factory=list)
     requests: int = 0
     prompt_tokens: int = 0
 
@@ -243,6 +244,8 @@ def _generate(
             reply.requests += 1
             if reply.requests == 1:
                 reply.sent = list(wire.sent)
+            else:
+                reply.continued.append((reply.events, wire.sent))
             changed_to: tuple[int, Levers] | None = None
             finished: StopReason | None = None
             events = session.client.stream(wire, session.model_id, request.cancel)
@@ -251,8 +254,8 @@ def _generate(
                 if request.cancel.is_set():
                     break
                 text, finish, usage = _read_event(event)
-                if usage:
-                    reply.prompt_tokens = max(reply.prompt_tokens, usage)
+                if usage and reply.requests == 1:
+                    reply.prompt_tokens = usage
                 if text:
                     now = time.perf_counter()
                     reply.first_at = reply.first_at or now
@@ -387,6 +390,7 @@ def _result(
         sent=tuple(reply.sent),
         unavailable=session.dialect.dropped(levers),
         requests=reply.requests,
+        continued=tuple(reply.continued),
         note=note,
     )
     return GenerationResult(
