@@ -383,3 +383,42 @@ def test_recorded_request_never_holds_the_key_outside_the_header(
     assert post.headers["Authorization"] == "Bearer sk-secret-123"
     assert "sk-secret-123" not in json.dumps(post.body)
     assert "sk-secret-123" not in repr(result)
+
+
+def test_a_recorded_lever_change_replays_at_the_same_token(fake: FakeServer) -> None:
+    import threading
+
+    from leverchat.replay import ReplayLevers
+
+    def script() -> Any:
+        replies = iter([sse_reply(["a", "b", "c"]), sse_reply(["d", "e"])])
+        return lambda request: next(replies)
+
+    fake.routes["POST /v1/chat/completions"] = script()
+    recorded = run_with_change(fake, "vllm")
+    assert [c.token_index for c in recorded.lever_changes] == [1]
+    fake.routes["POST /v1/chat/completions"] = script()
+    engine = RemoteEngine()
+    engine.load(ModelSpec(source=fake.model_spec, server="vllm")).result(timeout=30)
+    cancel = threading.Event()
+    source = ReplayLevers(recorded.levers, recorded.lever_changes, cancel=cancel)
+    again = engine.generate(GenerationRequest(MESSAGES, source, cancel=cancel)).result(timeout=30)
+    engine.close()
+    assert again.lever_changes == recorded.lever_changes
+    assert again.text == recorded.text == "ade"
+    first, second, third, fourth = (post.body for post in fake.posts())
+    assert (first, second) == (third, fourth)
+
+
+def test_remote_provenance_round_trips_through_the_history_format() -> None:
+    from leverchat.chat import ReplyProvenance
+    from leverchat.history import provenance_from_mapping, provenance_to_mapping
+    from leverchat.remote_record import remote_from_mapping
+
+    for fake in running():
+        result, _ = ask(fake, "vllm")
+    provenance = ReplyProvenance("m", "default", "", LEVERS, seed=7, remote=result.remote)
+    data = json.loads(json.dumps(provenance_to_mapping(provenance)))
+    assert provenance_from_mapping(data) == provenance
+    with pytest.raises(ValueError, match="remote provenance sent"):
+        remote_from_mapping({**data["remote"], "sent": [["top_k"]]})

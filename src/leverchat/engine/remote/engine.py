@@ -45,6 +45,7 @@ from leverchat.engine.types import (
     RemoteProvenance,
     Stats,
     StopReason,
+    UnavailableLever,
 )
 from leverchat.levers import Levers, random_seed
 
@@ -80,6 +81,15 @@ class _Reply:
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+    def add(self, text: str, on_chunk: ChunkCallback | None) -> None:
+        now = time.perf_counter()
+        self.first_at = self.first_at or now
+        self.last_at = now
+        self.events += 1
+        self.pieces.append(text)
+        if on_chunk is not None:
+            on_chunk(text)
 
 
 class RemoteEngine:
@@ -228,79 +238,112 @@ class RemoteEngine:
 def _generate(
     session: _Session, request: GenerationRequest, on_chunk: ChunkCallback | None
 ) -> GenerationResult:
+    # The levers are read as the local engine reads them (see replay.py), so that a recorded
+    # reply's lever changes replay at the same tokens: once to start, then before each token
+    # (here: before the first one, and after each streamed token), and once more when the
+    # token limit is reached.
     version, levers = request.levers.snapshot()
     start_levers = levers
     seed = levers.seed if levers.seed is not None else random_seed()
     reply = _Reply(started=time.perf_counter())
-    deferred = False
-    stop_reason = StopReason.MAX_TOKENS
+    tracker = _LeverTracker(request, session, version, levers)
+    tracker.read(reply)
     try:
         while True:
+            levers = tracker.levers
             room = levers.max_new_tokens - reply.events
             if room <= 0:
-                stop_reason = StopReason.MAX_TOKENS
-                break
+                return _result(session, reply, StopReason.MAX_TOKENS, seed, start_levers, tracker)
             wire = _wire(session, request.messages, _with_room(levers, room), seed, reply)
             reply.requests += 1
             if reply.requests == 1:
                 reply.sent = list(wire.sent)
             else:
                 reply.continued.append((reply.events, wire.sent))
-            changed_to: tuple[int, Levers] | None = None
             finished: StopReason | None = None
+            changed = False
             events = session.client.stream(wire, session.model_id, request.cancel)
-            # closing(): leaving the loop closes the HTTP stream at once (Esc, a lever change).
+            # Leaving the loop closes the HTTP stream at once (Esc, a lever change).
             for event in _closing(events):
-                if request.cancel.is_set():
-                    break
                 text, finish, usage = _read_event(event)
                 if usage and reply.requests == 1:
                     reply.prompt_tokens = usage
                 if text:
-                    now = time.perf_counter()
-                    reply.first_at = reply.first_at or now
-                    reply.last_at = now
-                    reply.events += 1
-                    reply.pieces.append(text)
-                    if on_chunk is not None:
-                        on_chunk(text)
+                    reply.add(text, on_chunk)
+                if request.cancel.is_set():
+                    break
                 if finish is not None:
                     finished = finish
                     break
-                current_version, current = request.levers.snapshot()
-                if current_version != version:
-                    version = current_version
-                    if _can_continue(session):
-                        changed_to = (current_version, current)
-                        break
-                    deferred = True
+                if text and tracker.read(reply):
+                    changed = True
+                    break
             if request.cancel.is_set():
-                stop_reason = StopReason.CANCELLED
-                break
-            if changed_to is not None:
-                _, current = changed_to
-                reply.changes.append(
-                    LeverChange(
-                        token_index=reply.events,
-                        levers=current,
-                        changed=current.changed_names(levers),
-                    )
-                )
-                levers = current
+                return _result(session, reply, StopReason.CANCELLED, seed, start_levers, tracker)
+            if changed:
                 continue
             if finished is None:
                 raise RemoteError(
                     f"the stream from {session.client.endpoint.display} ended before the reply did",
                     Fault.STREAM_CUT,
                 )
-            stop_reason = finished
-            break
+            return _result(session, reply, finished, seed, start_levers, tracker)
     except RemoteError as error:
         fault = error.fault or Fault.SERVER_ERROR
         # Text already streamed is kept: the reply is interrupted, not failed.
         reason = StopReason.INTERRUPTED if reply.pieces else StopReason.ERROR
-        return _result(session, reply, reason, seed, start_levers, deferred, str(error), fault)
-    return _result(session, reply, stop_reason, seed, start_levers, deferred)
+        return _result(session, reply, reason, seed, start_levers, tracker, str(error), fault)
+
+
+class _LeverTracker:
+    """Reads the live levers between tokens; a change is recorded, and ends the current
+    request when the server can continue the reply (else it applies from the next reply)."""
+
+    def __init__(
+        self, request: GenerationRequest, session: _Session, version: int, levers: Levers
+    ) -> None:
+        self._request = request
+        self._can_continue = _can_continue(session)
+        self.version = version
+        self.levers = levers
+        self.deferred = False
+
+    def read(self, reply: _Reply) -> bool:
+        """True when the levers changed and the current request must end."""
+        if self._changed(reply):
+            return True
+        if reply.events >= self.levers.max_new_tokens:
+            return self._changed(reply)  # the "is it done?" read
+        return False
+
+    def _changed(self, reply: _Reply) -> bool:
+        version, current = self._request.levers.snapshot()
+        if version == self.version:
+            return False
+        self.version = version
+        if not self._can_continue and reply.requests > 0:
+            self.deferred = True
+            return False
+        reply.changes.append(
+            LeverChange(
+                token_index=reply.events,
+                levers=current,
+                changed=current.changed_names(self.levers),
+            )
+        )
+        self.levers = current
+        return reply.requests > 0
+
+
+def _dropped(
+    dialect: Dialect, levers: Levers, changes: list[LeverChange]
+) -> tuple[UnavailableLever, ...]:
+    """The unavailable levers that had an effect-changing value at any point of the reply."""
+    found: dict[str, UnavailableLever] = {}
+    for values in (levers, *(change.levers for change in changes)):
+        for lever in dialect.dropped(values):
+            found.setdefault(lever.name, lever)
+    return tuple(found.values())
 
 
 def _closing(events: Iterator[Any]) -> Iterator[Any]:
@@ -369,7 +412,7 @@ def _result(
     reason: StopReason,
     seed: int,
     levers: Levers,
-    deferred: bool,
+    tracker: _LeverTracker,
     error: str | None = None,
     fault: Fault | None = None,
 ) -> GenerationResult:
@@ -380,7 +423,7 @@ def _result(
     note = (
         f"a lever change during this reply applies from the next one: {session.dialect.label} "
         "cannot continue a reply without the model's chat template"
-        if deferred
+        if tracker.deferred
         else ""
     )
     remote = RemoteProvenance(
@@ -388,7 +431,7 @@ def _result(
         server=session.dialect.name,
         model_id=session.model_id,
         sent=tuple(reply.sent),
-        unavailable=session.dialect.dropped(levers),
+        unavailable=_dropped(session.dialect, levers, reply.changes),
         requests=reply.requests,
         continued=tuple(reply.continued),
         note=note,
