@@ -76,6 +76,8 @@ def provenance_line(message: Message) -> str:
 
 def _provenance_parts(provenance: ReplyProvenance) -> list[str]:
     parts = [f"model {_escape(provenance.model) or '?'}"]
+    if provenance.remote is not None:  # where a server's reply came from (never a key)
+        parts.append(f"via {provenance.remote.server} at {_escape(provenance.remote.endpoint)}")
     if provenance.profile:
         parts.append(f"profile {_escape(provenance.profile)}")
     levers = _lever_text(provenance.levers)

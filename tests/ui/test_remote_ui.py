@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import chat_screen, frame_text, reply_done, send, wait_for
+from leverchat import paths
 from leverchat.chat import MessageStatus
+from leverchat.cli import main
 from leverchat.engine.select import AnyEngine
 from leverchat.engine.types import ModelSpec
 from leverchat.history import HistoryStore
@@ -32,8 +34,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "history.sqlite3"
+def db() -> Path:
+    return paths.history_db()  # where `leverchat history export` finds it
 
 
 def remote_app(make_app, fake: FakeServer, db: Path, server: str | None = None):
@@ -91,6 +93,11 @@ async def test_a_remote_reply_is_saved_with_its_provenance_and_no_key(make_app, 
     lines = "\n".join(provenance_lines(reply.provenance))
     assert f"Server: vllm at {fake.url}/v1" in lines
     assert "Not applied: typical_p" not in lines  # typical_p was at its neutral value
+    markdown, exported_json = tmp_path / "chat.md", tmp_path / "chat.json"
+    assert main(["history", "export", chat_id, "-o", str(markdown)]) == 0
+    assert main(["history", "export", chat_id, "--format", "json", "-o", str(exported_json)]) == 0
+    assert f"via vllm at {fake.url}/v1" in markdown.read_text()
+    assert '"model_id": "fake-model"' in exported_json.read_text()
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
