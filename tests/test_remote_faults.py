@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -257,3 +258,20 @@ def test_url_without_path_gets_v1(fake: FakeServer, capsys: pytest.CaptureFixtur
     code, out, _ = run_ask(capsys, "--model", "openai+" + fake.url, "Hi")
     assert code == 0 and out == "Hello there\n"
     assert fake.posts()[0].path == "/v1/chat/completions"
+
+
+def test_cancel_while_the_server_sends_nothing(fake: FakeServer) -> None:
+    # The server holds the stream open and silent for a minute (a long prompt, a queue):
+    # Esc must not wait for it.
+    fake.routes["POST /v1/chat/completions"] = lambda request: Reply(
+        200, {"Content-Type": "text/event-stream"}, chunks=[chat_event("late")], stall_s=60
+    )
+    engine = RemoteEngine()
+    engine.load(ModelSpec(source=fake.model_spec)).result(timeout=30)
+    request = GenerationRequest((ChatMessage("user", "Hi"),), FixedLevers(Levers()))
+    future = engine.generate(request)
+    threading.Timer(0.3, request.cancel.set).start()
+    result = future.result(timeout=20)  # a bound far below the server's silence, not a timing
+    engine.close()
+    assert result.stop_reason is StopReason.CANCELLED
+    assert result.fault is None and result.error is None

@@ -177,7 +177,7 @@ def test_detects_transformers_serve_and_streams(server: Served, engine: RemoteEn
 def test_escape_stops_the_reply_and_keeps_the_text(engine: RemoteEngine) -> None:
     # transformers serve (5.24, no continuous batching) finishes a reply whose client went
     # away before it takes the next one: a short limit keeps this test short.
-    request = GenerationRequest(QUESTION, FixedLevers(Levers(max_new_tokens=30, seed=2)))
+    request = GenerationRequest(QUESTION, FixedLevers(Levers(max_new_tokens=12, seed=2)))
 
     def stop_at(count: int) -> None:
         if count == 3:

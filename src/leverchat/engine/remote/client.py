@@ -13,6 +13,7 @@ import contextlib
 import email.utils
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -195,7 +196,7 @@ class RemoteClient:
         retries = 0
         while True:
             try:
-                yield from self._stream_once(url, wire, model)
+                yield from self._stream_once(url, wire, model, cancel)
                 return
             except RemoteError as error:
                 wait = error.retry_after
@@ -210,11 +211,14 @@ class RemoteClient:
                 if cancel.wait(wait):
                     return
 
-    def _stream_once(self, url: str, wire: WireRequest, model: str) -> Iterator[Any]:
+    def _stream_once(
+        self, url: str, wire: WireRequest, model: str, cancel: threading.Event
+    ) -> Iterator[Any]:
         where = self.endpoint.base
         with (
             _translated(where, model, streaming=True),
             self._http.stream("POST", url, json=wire.body) as response,
+            _close_on_cancel(response, cancel),
         ):
             if response.status_code != 200:
                 response.read()
@@ -230,6 +234,38 @@ class RemoteClient:
                 if not event.data.strip():
                     continue
                 yield _parse_event(event.data, url)
+
+
+CANCEL_POLL_S = 0.1
+
+
+@contextlib.contextmanager
+def _close_on_cancel(response: httpx.Response, cancel: threading.Event) -> Iterator[None]:
+    """Esc while the server sends nothing (a long prompt, a queue): shut the socket down from
+    a watcher thread, which wakes the blocked read at once (closing the socket would not)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cancel.wait(CANCEL_POLL_S):
+                if not done.is_set():
+                    _shutdown(response)
+                return
+
+    watcher = threading.Thread(target=watch, name="leverchat-remote-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def _shutdown(response: httpx.Response) -> None:
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _parse_event(text: str, url: str) -> Any:

@@ -289,6 +289,8 @@ def _generate(
                 )
             return _result(session, reply, finished, seed, start_levers, tracker)
     except RemoteError as error:
+        if request.cancel.is_set():  # the stream was shut down by Esc: not a fault
+            return _result(session, reply, StopReason.CANCELLED, seed, start_levers, tracker)
         fault = error.fault or Fault.SERVER_ERROR
         # Text already streamed is kept: the reply is interrupted, not failed.
         reason = StopReason.INTERRUPTED if reply.pieces else StopReason.ERROR
