@@ -275,3 +275,19 @@ def test_cancel_while_the_server_sends_nothing(fake: FakeServer) -> None:
     engine.close()
     assert result.stop_reason is StopReason.CANCELLED
     assert result.fault is None and result.error is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["\x1b]52;c;aGFja2Vk\x07stolen", "\x1b[2J\x1b[Hcleared", "\x9b31mred", "[/]bad markup"],
+)
+def test_a_servers_error_text_never_reaches_the_terminal_raw(
+    fake: FakeServer, capsys: pytest.CaptureFixture[str], payload: str
+) -> None:
+    fake.routes["POST /v1/chat/completions"] = lambda request: json_reply(
+        {"error": {"message": f"bad {payload}"}}, 400
+    )
+    code, _, err = run_ask(capsys, "--model", fake.model_spec, "Hi")
+    assert code == FAULT_EXIT_CODES[Fault.SERVER_ERROR]
+    assert "answered HTTP 400: bad " in err
+    assert not any(ch in err for ch in "\x1b\x07\x9b")

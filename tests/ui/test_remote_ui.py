@@ -20,8 +20,9 @@ from leverchat.engine.types import ModelSpec
 from leverchat.history import HistoryStore
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.screens.provenance import provenance_lines
+from leverchat.ui.widgets.messages_view import Notice
 from leverchat.ui.widgets.status_line import StatusLine
-from remote_fakes import FakeServer, running, sse_reply
+from remote_fakes import FakeServer, json_reply, running, sse_reply
 
 KEY = "sk-remote-ui-secret-77"
 
@@ -143,3 +144,23 @@ async def test_reproduce_a_remote_reply(make_app, fake, db):
     history.close()
     first, second = (json.dumps(post.body) for post in fake.posts())
     assert first == second  # the same messages, levers and seed were sent again
+
+
+async def test_a_refused_key_is_shown_literally_and_the_app_stays(make_app, fake, db):
+    fake.routes["GET /v1/models"] = lambda request: json_reply(
+        {"error": {"message": "[/]no [bold]key[/] \x1b]0;title\x07"}}, 401
+    )
+    app, engine, history = remote_app(make_app, fake, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat_screen(app)
+        await wait_for(pilot, lambda: bool(app.query(Notice)), "the failure is shown")
+        await pilot.pause()
+        shown = str(app.query_one(Notice).render())
+        assert "refused the API key (HTTP 401): [/]no [bold]key[/]" in shown
+        assert "\x1b" not in frame_text(app)
+        # Still alive: another model can be loaded (here the same server, now accepting).
+        fake.routes["GET /v1/models"] = lambda request: json_reply({"data": [{"id": "m"}]})
+        screen.load_model(ModelSpec(source=fake.model_spec))
+        await wait_for(pilot, lambda: screen.model_info is not None, "connected")
+    engine.close()
+    history.close()

@@ -26,6 +26,7 @@ import httpx_sse
 from leverchat.engine.remote.dialects import WireRequest
 from leverchat.engine.remote.endpoint import Endpoint
 from leverchat.engine.types import EngineError, Fault
+from leverchat.safetext import single_line
 
 CONNECT_TIMEOUT_S = 5.0
 # The longest wait for the next event of a stream (a big model's first token may be slow).
@@ -83,20 +84,23 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 def _server_message(response: httpx.Response) -> str:
     """The error text a server put in its body (OpenAI's {"error": {"message"}}, FastAPI's
-    {"detail"}, Ollama's {"error": "..."}), shortened; never the request (it holds no key,
-    but the response could echo headers)."""
+    {"detail"}, Ollama's {"error": "..."}), on one line, shortened, and without terminal
+    control sequences (a server's text is untrusted: it reaches stderr and the UI)."""
     try:
         data = response.json()
-    except (ValueError, httpx.ResponseNotRead):
-        text = response.text if response.is_stream_consumed or not response.is_closed else ""
-        return " ".join(text.split())[:300]
+    except ValueError:
+        return _clean(response.text)
     if isinstance(data, dict):
         error = data.get("error", data.get("detail", data.get("message")))
         if isinstance(error, dict):
             error = error.get("message", error)
         if error is not None:
-            return " ".join(str(error).split())[:300]
-    return " ".join(json.dumps(data).split())[:300]
+            return _clean(str(error))
+    return _clean(json.dumps(data))
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    return single_line(text, limit)
 
 
 def error_for_status(response: httpx.Response, where: str, model: str | None) -> RemoteError:
@@ -273,7 +277,7 @@ def _parse_event(text: str, url: str) -> Any:
         data = json.loads(text)
     except ValueError:
         raise RemoteError(
-            f"{url} sent an event that is not JSON: {' '.join(text.split())[:80]!r}",
+            f"{url} sent an event that is not JSON: {_clean(text, 80)!r}",
             Fault.MALFORMED,
         ) from None
     if not isinstance(data, dict):
@@ -281,7 +285,7 @@ def _parse_event(text: str, url: str) -> Any:
     error = data.get("error")
     if error:
         message = error.get("message", error) if isinstance(error, dict) else error
-        raise RemoteError(f"{url} reported an error: {message}", Fault.SERVER_ERROR)
+        raise RemoteError(f"{url} reported an error: {_clean(str(message))}", Fault.SERVER_ERROR)
     return data
 
 
