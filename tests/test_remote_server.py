@@ -265,6 +265,56 @@ def test_ask_end_to_end(server: Served, tmp_path: Path) -> None:
     print(f"ask against transformers serve: {seconds:.2f} s for the whole process")
 
 
+async def test_tui_history_and_reproduce_on_a_remote_reply(server: Served, tmp_path: Path) -> None:
+    from leverchat.engine.select import AnyEngine
+    from leverchat.history import HistoryStore
+    from leverchat.ui.app import LeverChatApp
+    from leverchat.ui.history_session import HistorySession
+    from leverchat.ui.screens.chat import ChatScreen
+    from leverchat.ui.widgets.messages_view import Notice
+
+    db = tmp_path / "history.sqlite3"
+    engine = AnyEngine()
+    history = HistorySession(HistoryStore(db))
+    app = LeverChatApp(engine, model_spec=ModelSpec(source=server.spec), history=history)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        for _ in range(3000):
+            if screen.model_info is not None:
+                break
+            await pilot.pause(0.01)
+        assert screen.model_info is not None and screen.model_info.name == str(server.folder)
+        screen.live_levers.set(Levers(temperature=0.8, max_new_tokens=8, seed=5))
+        await screen.send("Name a colour.")
+        for _ in range(30000):
+            if not screen.streaming:
+                break
+            await pilot.pause(0.01)
+        first = screen.last_result
+        assert first is not None and first.text and first.error is None
+        await pilot.press("f5")  # reproduce the reply
+        await pilot.pause()
+        for _ in range(30000):
+            if not screen.streaming:
+                break
+            await pilot.pause(0.01)
+        await pilot.pause()
+        assert screen.last_result is not None and screen.last_result is not first
+        assert screen.last_result.text == first.text  # the server honours the seed
+        notices = [str(notice.render()) for notice in app.query(Notice)]
+        assert any(text.startswith("Reproduced exactly") for text in notices), notices
+        chat_id = screen.conversation.id
+    engine.close()
+    history.close()
+    with HistoryStore(db) as store:
+        reply = store.load_conversation(chat_id).messages[-1]
+    assert reply.version_count == 2  # the reproduction is a new version of the reply
+    assert reply.provenance is not None and reply.provenance.remote is not None
+    assert reply.provenance.remote.model_id == str(server.folder)
+    assert dict(reply.provenance.remote.sent)["seed"] == "5"
+
+
 def test_server_killed_mid_reply_keeps_the_text(server: Served, engine: RemoteEngine) -> None:
     # Last: it kills the session's server (the next test using it starts a new one).
     request = GenerationRequest(QUESTION, FixedLevers(Levers(max_new_tokens=200, seed=3)))

@@ -227,8 +227,10 @@ def is_remote_source(source: str | None) -> bool:
 
 
 class ChatEngine(Protocol):
-    """What the UI and CLI need from an engine. ``worker.EngineThread`` is the real one; tests
-    use a scripted engine with the same shape. Every call returns at once; callbacks run on the
+    """What the UI and CLI need from an engine. ``worker.EngineThread`` is the local torch one,
+    ``remote.engine.RemoteEngine`` the one over an OpenAI-compatible server, and
+    ``select.AnyEngine`` picks between them at each load; tests use a scripted engine with the
+    same shape. Every call returns at once; callbacks run on the
     engine's own thread (never touch widgets from them: post a message)."""
 
     def load(
