@@ -161,3 +161,23 @@ def test_key_is_never_written_by_ask(
     for path in isolated_user_dirs.rglob("*"):
         if path.is_file():
             assert b"sk-never-written-42" not in path.read_bytes(), path
+
+
+def test_another_server_loaded_from_the_app_drops_the_previous_servers_options() -> None:
+    made: list[_Recorder] = []
+
+    def remote() -> _Recorder:
+        made.append(_Recorder("remote"))
+        return made[-1]
+
+    engine = AnyEngine(local=lambda: _Recorder("local"), remote=remote)
+    first = ModelSpec(source="openai+http://a:1/v1", model_name="m1", server="vllm")
+    engine.load(first)
+    # The app replaces only the source: the model name and server kind were the first one's.
+    engine.load(ModelSpec(source="openai+http://b:2/v1", model_name="m1", server="vllm"))
+    engine.load(ModelSpec(source="openai+http://b:2/v1", model_name="m2"))  # given anew: kept
+    assert [(s.source, s.model_name, s.server) for s in made[0].loaded] == [
+        ("openai+http://a:1/v1", "m1", "vllm"),
+        ("openai+http://b:2/v1", None, None),
+        ("openai+http://b:2/v1", "m2", None),
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from leverchat.engine.types import (
@@ -33,6 +34,19 @@ def _remote() -> ChatEngine:
     return RemoteEngine()
 
 
+def _without_carried_server_options(spec: ModelSpec, last: ModelSpec | None) -> ModelSpec:
+    """A model loaded from the app (Ctrl+P, "Load model") keeps the session's other options;
+    the --model-name and --server of the previous server mean nothing to another one."""
+    if (
+        last is not None
+        and spec.source != last.source
+        and (spec.model_name, spec.server) == (last.model_name, last.server)
+        and (spec.model_name or spec.server)
+    ):
+        return replace(spec, model_name=None, server=None)
+    return spec
+
+
 class AnyEngine:
     """Delegates to the engine of the last model loaded (see the module docstring)."""
 
@@ -44,6 +58,7 @@ class AnyEngine:
         self._factories = {False: local, True: remote}
         self._engines: dict[bool, ChatEngine] = {}
         self._current: bool = False
+        self._last: ModelSpec | None = None
 
     def _engine(self, remote: bool) -> ChatEngine:
         if remote not in self._engines:
@@ -60,6 +75,8 @@ class AnyEngine:
         return getattr(engine, "info", None)
 
     def load(self, spec: ModelSpec, progress: ProgressCallback | None = None) -> Future[ModelInfo]:
+        spec = _without_carried_server_options(spec, self._last)
+        self._last = spec
         remote = spec.is_remote
         other = self._engines.pop(not remote, None)
         if other is not None:
