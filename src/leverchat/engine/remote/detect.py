@@ -14,7 +14,13 @@ from leverchat.engine.remote.client import RemoteClient, RemoteError
 from leverchat.engine.remote.dialects import DIALECTS
 from leverchat.engine.types import EngineError
 
-_OWNERS = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llama-server", "library": "ollama"}
+_OWNERS = {
+    "vllm": "vllm",
+    "sglang": "sglang",
+    "llamacpp": "llama-server",
+    "library": "ollama",
+    "ollama": "ollama",
+}
 PROBE_TIMEOUT_S = 2.0
 
 

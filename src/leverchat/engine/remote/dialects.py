@@ -239,8 +239,11 @@ _OLLAMA_UNAVAILABLE = {"no_repeat_ngram_size": "Ollama has no n-gram blocking"}
 
 # -- Text Generation Inference -------------------------------------------------------------
 # https://huggingface.co/docs/text-generation-inference/en/messages_api: the Messages API
-# (/v1/chat/completions) takes the OpenAI fields; top_k, typical_p and repetition_penalty
-# exist only on TGI's own /generate route, which has no chat template.
+# (/v1/chat/completions) takes the OpenAI fields (its schema, shared by the HF inference
+# clients: huggingface.js packages/tasks/src/tasks/chat-completion/spec/input.json, lists
+# frequency_penalty, presence_penalty, seed, stop, temperature, top_p, max_tokens); top_k,
+# typical_p and repetition_penalty exist only on TGI's own /generate route, which has no chat
+# template.
 
 _TGI_ONLY_GENERATE = "TGI's Messages API does not take it (only its /generate route)"
 _TGI_UNAVAILABLE = {
