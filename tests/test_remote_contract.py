@@ -181,3 +181,38 @@ def test_another_server_loaded_from_the_app_drops_the_previous_servers_options()
         ("openai+http://b:2/v1", None, None),
         ("openai+http://b:2/v1", "m2", None),
     ]
+
+
+def test_history_keeps_a_remote_reply_and_refuses_a_damaged_record(tmp_path: Path) -> None:
+    import sqlite3
+
+    from leverchat.chat import MessageStatus, ReplyProvenance
+    from leverchat.engine.types import RemoteProvenance, UnavailableLever
+    from leverchat.history import HistoryError, HistoryStore
+    from leverchat.levers import Levers
+
+    remote = RemoteProvenance(
+        endpoint="http://box:8000/v1",
+        server="vllm",
+        model_id="Qwen/Qwen3-8B",
+        sent=(("temperature", "0.7"), ("top_k", "-1")),
+        unavailable=(UnavailableLever("typical_p", "vLLM has no typical-p sampling"),),
+        requests=2,
+        continued=((4, (("temperature", "0.2"),)),),
+    )
+    provenance = ReplyProvenance("Qwen/Qwen3-8B", "default", "", Levers(), seed=3, remote=remote)
+    db = tmp_path / "history.sqlite3"
+    with HistoryStore(db) as store:
+        chat = store.create_conversation(title="t")
+        user = store.add_user_message(chat, "hi", parent_id=None)
+        reply = store.start_reply(chat, parent_id=user.id, provenance=provenance)
+        store.finish_reply(reply.id, "hello", status=MessageStatus.COMPLETE, provenance=provenance)
+        loaded = store.load_conversation(chat).messages[-1].provenance
+    assert loaded is not None and loaded.remote == remote
+    for damaged, named in (('{"remote": {"sent": 5}}', "remote provenance sent"), ("[1]", "stats")):
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE messages SET stats = ? WHERE id = ?", (damaged, reply.id))
+        with HistoryStore(db) as store, pytest.raises(HistoryError) as caught:
+            store.load_conversation(chat)
+        assert f"record {reply.id} holds a value" in str(caught.value)
+        assert named in str(caught.value)

@@ -1264,7 +1264,7 @@ class HistoryStore:
                     "levers": json.loads(levers or "{}"),
                     "lever_changes": json.loads(changes or "[]"),
                     "stats": json.loads(stats or "{}"),
-                    "remote": json.loads(stats or "{}").get("remote"),
+                    "remote": _remote_in_stats(stats),
                 }
             ),
             message_id,
@@ -1292,6 +1292,11 @@ def _provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
         json.dumps([lever_change_to_mapping(change) for change in provenance.lever_changes]),
         json.dumps(_stats_and_remote(provenance)),
     )
+
+
+def _remote_in_stats(stats: str | None) -> Any:
+    data = json.loads(stats or "{}")
+    return data.get("remote") if isinstance(data, dict) else None
 
 
 def _stats_and_remote(provenance: ReplyProvenance) -> dict[str, Any]:
