@@ -36,6 +36,9 @@ _FINISH = {"stop": StopReason.END_OF_TURN, "length": StopReason.MAX_TOKENS}
 
 @dataclass
 class Session:
+    """A connected server: its client, dialect, the model id, and the model's chat template
+    when it could be read here (for continuing through /v1/completions)."""
+
     client: RemoteClient
     dialect: Dialect
     model_id: str
