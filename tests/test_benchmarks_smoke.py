@@ -119,3 +119,12 @@ def test_peer_llamacpp_skips_cleanly_or_compares() -> None:
     else:
         assert set(result["tokens_per_s"]) == {"llama_cpp", "leverchat", "leverchat_int8"}
         assert result["leverchat_over_llama_cpp"] > 0
+
+
+@pytest.mark.slow
+def test_remote_overhead_compares_bare_client_engine_app_and_ask() -> None:
+    pytest.importorskip("openai")
+    result = run_benchmark("remote_overhead")
+    assert set(result["tokens_per_s"]) == {"bare", "engine", "app"}
+    assert result["ask"]["heavy_imported"] == []  # `ask` on a server never imports torch
+    assert len(result["ask"]["first_byte_s"]) == 1

@@ -10,7 +10,14 @@ import uuid
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from leverchat.engine.types import ChatMessage, LeverChange, Role, Stats, StopReason
+from leverchat.engine.types import (
+    ChatMessage,
+    LeverChange,
+    RemoteProvenance,
+    Role,
+    Stats,
+    StopReason,
+)
 from leverchat.levers import Levers
 
 
@@ -39,6 +46,8 @@ class ReplyProvenance:
     stats: Stats = field(default_factory=Stats)
     stop_reason: StopReason | None = None
     error: str | None = None
+    # A server's reply: where, which model, the exact values sent (None: the local engine).
+    remote: RemoteProvenance | None = None
 
 
 @dataclass(frozen=True)

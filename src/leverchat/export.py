@@ -85,6 +85,8 @@ def provenance_line(message: Message, *, plain: bool = False) -> str:
 
 def _provenance_parts(provenance: ReplyProvenance, escape: Callable[[str], str]) -> list[str]:
     parts = [f"model {escape(provenance.model) or '?'}"]
+    if provenance.remote is not None:  # where a server's reply came from (never a key)
+        parts.append(f"via {provenance.remote.server} at {escape(provenance.remote.endpoint)}")
     if provenance.profile:
         parts.append(f"profile {escape(provenance.profile)}")
     levers = _lever_text(provenance.levers, escape)

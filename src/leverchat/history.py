@@ -46,9 +46,10 @@ from leverchat.chat import (
     new_id,
     title_from,
 )
-from leverchat.engine.types import LeverChange, Role, Stats, StopReason
+from leverchat.engine.types import LeverChange, RemoteProvenance, Role, Stats, StopReason
 from leverchat.history_rows import SkippedRecord
 from leverchat.levers import LeverError, Levers
+from leverchat.remote_record import remote_from_mapping, remote_to_mapping
 from leverchat.userfile import special_file_reason
 
 _T = TypeVar("_T")
@@ -197,6 +198,7 @@ def provenance_to_mapping(provenance: ReplyProvenance) -> dict[str, Any]:
         "stats": stats_to_mapping(provenance.stats),
         "stop_reason": provenance.stop_reason.value if provenance.stop_reason else None,
         "error": provenance.error,
+        **({"remote": remote_to_mapping(provenance.remote)} if provenance.remote else {}),
     }
 
 
@@ -230,7 +232,16 @@ def provenance_from_mapping(mapping: Mapping[str, Any]) -> ReplyProvenance:
         stats=stats_from_mapping(stats),
         stop_reason=_stop_reason_from(mapping.get("stop_reason")),
         error=error,
+        remote=_remote_from(mapping.get("remote")),
     )
+
+
+def _remote_from(value: Any) -> RemoteProvenance | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"provenance remote must be an object, not {value!r}")
+    return remote_from_mapping(value)
 
 
 def _levers_from(value: Any, what: str) -> Levers:
@@ -1294,8 +1305,22 @@ def _provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
         provenance.error,
         levers_to_json(provenance.levers),
         json.dumps([lever_change_to_mapping(change) for change in provenance.lever_changes]),
-        json.dumps(stats_to_mapping(provenance.stats)),
+        json.dumps(_stats_and_remote(provenance)),
     )
+
+
+def _remote_in_stats(stats: str | None) -> Any:
+    data = json.loads(stats or "{}")
+    return data.get("remote") if isinstance(data, dict) else None
+
+
+def _stats_and_remote(provenance: ReplyProvenance) -> dict[str, Any]:
+    """The stats column; a remote reply's provenance rides in it under "remote" (no schema
+    change: stats_from_mapping ignores keys it does not know)."""
+    data = stats_to_mapping(provenance.stats)
+    if provenance.remote is not None:
+        data["remote"] = remote_to_mapping(provenance.remote)
+    return data
 
 
 def _casefold(value: object) -> str | None:
@@ -1309,7 +1334,12 @@ def _casefold(value: object) -> str | None:
 
 def _provenance(columns: Sequence[Any]) -> ReplyProvenance | None:
     mapping = rows.provenance_mapping(columns)
-    return None if mapping is None else provenance_from_mapping(mapping)
+    if mapping is None:
+        return None
+    # A remote reply's provenance rides in the stats column (see _stats_and_remote).
+    stats = mapping["stats"]
+    mapping["remote"] = stats.get("remote") if isinstance(stats, dict) else None
+    return provenance_from_mapping(mapping)
 
 
 def _snippet(content: str, needle: str, before: int = 30, width: int = 100) -> str:

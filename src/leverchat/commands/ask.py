@@ -170,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
     from leverchat.engine.logsetup import route_library_output_to_log
 
     install_sigterm_as_interrupt()  # first: importing the libraries below takes seconds
-    route_library_output_to_log()
     try:
         prompt = _read_prompt(args)
         levers, system, profile_model, prompt_format = _resolve_profile(args)
@@ -178,13 +177,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"leverchat ask: error: {visible(str(error))}", file=sys.stderr)
         return EXIT_USAGE
 
-    from leverchat.engine.worker import EngineThread
+    from leverchat.commands.remote_cli import exit_code_for, remote_json, warn_dropped
+    from leverchat.engine.select import AnyEngine
 
     messages = ((ChatMessage("system", system),) if system.strip() else ()) + (
         ChatMessage("user", prompt),
     )
-    engine = EngineThread()
+    engine = AnyEngine()
     spec = model_spec_from_args(args, fallback_source=profile_model)
+    if not spec.is_remote:  # a server's reply must not wait for transformers to import
+        route_library_output_to_log()
     progress = _ProgressPrinter(sys.stderr, show=not args.json)
     try:
         load_started = time.perf_counter()
@@ -193,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
         except EngineError as error:
             progress.clear()
             print(f"leverchat: {visible(str(error))}", file=sys.stderr)
-            return EXIT_ERROR
+            return exit_code_for(error.fault, EXIT_ERROR)
         progress.clear()
+        warn_dropped(info.unavailable_levers, levers, sys.stderr)
         load = {"seconds": time.perf_counter() - load_started, "converted": progress.converted}
         request = GenerationRequest(messages, FixedLevers(levers), prompt_format=prompt_format)
         writer = _StreamWriter(sys.stdout, request.cancel) if not args.json else None
@@ -211,12 +214,13 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             data = result_to_json(result, info)
             data["load"] = load
+            data.update(remote_json(result))
             print(visible_json(data))
         elif args.stats:
             print(format_stats(result), file=sys.stderr)
         if result.error:
             print(f"leverchat: generation failed: {visible(result.error)}", file=sys.stderr)
-            return EXIT_ERROR
+            return exit_code_for(result.fault, EXIT_ERROR)
         if interrupted is not None:
             return int(getattr(interrupted, "exit_code", EXIT_INTERRUPTED))
         return EXIT_OK

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from leverchat.commands.remote_options import add_remote_options
 from leverchat.engine.types import ModelSpec
 from leverchat.levers import LEVER_SPECS, LeverError, LeverSpec, validate_lever
 
@@ -39,9 +40,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "-m",
         "--model",
         metavar="SPEC",
-        help="a local Hugging Face folder, a .gguf file, or a hub id "
-        "(default: the bundled SmolLM2-135M-Instruct)",
+        help="a local Hugging Face folder, a .gguf file, a hub id, or a server: "
+        "openai+http://HOST:PORT/v1 (default: the bundled SmolLM2-135M-Instruct)",
     )
+    add_remote_options(group)
     group.add_argument(
         "--device",
         default="auto",
@@ -104,6 +106,8 @@ def model_spec_from_args(args: argparse.Namespace, fallback_source: str | None =
         quantize=args.quantize,
         compile=args.compile,
         context=args.context,
+        model_name=getattr(args, "model_name", None),
+        server=getattr(args, "server", None),
     )
 
 

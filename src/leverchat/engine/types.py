@@ -31,6 +31,8 @@ class StopReason(StrEnum):
     CONTEXT_FULL = "context_full"
     CANCELLED = "cancelled"
     ERROR = "error"
+    # A remote server's stream was cut mid-reply: the text so far is kept.
+    INTERRUPTED = "interrupted"
 
     @property
     def description(self) -> str:
@@ -44,6 +46,7 @@ _STOP_DESCRIPTIONS = {
     StopReason.CONTEXT_FULL: "context window full",
     StopReason.CANCELLED: "stopped",
     StopReason.ERROR: "error",
+    StopReason.INTERRUPTED: "interrupted (the server's stream was cut)",
 }
 
 
@@ -93,6 +96,43 @@ class Stats:
     trimmed_messages: int = 0
 
 
+class Fault(StrEnum):
+    """What went wrong talking to a remote server; `ask` exits with a distinct code each."""
+
+    UNREACHABLE = "unreachable"
+    KEY_REFUSED = "key_refused"
+    UNKNOWN_MODEL = "unknown_model"
+    BUSY = "busy"  # 429 or 503, after honouring Retry-After
+    STREAM_CUT = "stream_cut"
+    MALFORMED = "malformed"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server_error"
+
+
+@dataclass(frozen=True)
+class UnavailableLever:
+    """A lever the engine cannot apply, and why (shown in the panel, warned by `ask`)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RemoteProvenance:
+    """What a remote reply was asked with: where, which model, and the exact lever values sent
+    (in the server's own field names), plus the levers it could not apply. Never a key."""
+
+    endpoint: str
+    server: str
+    model_id: str
+    sent: tuple[tuple[str, str], ...] = ()  # (field, JSON text of the value), in send order
+    unavailable: tuple[UnavailableLever, ...] = ()
+    requests: int = 1  # more than one when a lever change continued the reply
+    # Each continuing request after a lever change: (token index, the values it sent).
+    continued: tuple[tuple[int, tuple[tuple[str, str], ...]], ...] = ()
+    note: str = ""
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     text: str
@@ -103,6 +143,9 @@ class GenerationResult:
     lever_changes: tuple[LeverChange, ...] = ()
     error: str | None = None
     token_ids: tuple[int, ...] = ()
+    # Remote engines only: what was sent, and what went wrong (None: nothing).
+    remote: RemoteProvenance | None = None
+    fault: Fault | None = None
 
     @property
     def failed(self) -> bool:
@@ -132,10 +175,17 @@ class ModelInfo:
     dtype: str
     context_window: int
     has_chat_template: bool
+    # Remote engines: the levers this server cannot apply (the panel marks them).
+    unavailable_levers: tuple[UnavailableLever, ...] = ()
 
 
 class EngineError(Exception):
-    """A problem the user can act on (bad model path, no network, ...); the message says how."""
+    """A problem the user can act on (bad model path, no network, ...); the message says how.
+    ``fault`` classifies a remote server's problem (for `ask`'s exit code)."""
+
+    def __init__(self, message: str, fault: Fault | None = None) -> None:
+        super().__init__(message)
+        self.fault = fault
 
 
 @dataclass(frozen=True)
@@ -156,11 +206,31 @@ class ModelSpec:
     compile: bool = False
     # The most tokens of context to use; None: the model's window (4096 at most with compile).
     context: int | None = None
+    # Remote engines (source "openai+http://host:port/v1"): which of the server's models, and
+    # which server dialect (None: detect it, else plain OpenAI).
+    model_name: str | None = None
+    server: str | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        return is_remote_source(self.source)
+
+
+REMOTE_PREFIX = "openai+"
+
+
+def is_remote_source(source: str | None) -> bool:
+    """Whether a --model value names an OpenAI-compatible server (openai+http(s)://...)."""
+    return source is not None and source.lower().startswith(
+        (REMOTE_PREFIX + "http://", REMOTE_PREFIX + "https://")
+    )
 
 
 class ChatEngine(Protocol):
-    """What the UI and CLI need from an engine. ``worker.EngineThread`` is the real one; tests
-    use a scripted engine with the same shape. Every call returns at once; callbacks run on the
+    """What the UI and CLI need from an engine. ``worker.EngineThread`` is the local torch one,
+    ``remote.engine.RemoteEngine`` the one over an OpenAI-compatible server, and
+    ``select.AnyEngine`` picks between them at each load; tests use a scripted engine with the
+    same shape. Every call returns at once; callbacks run on the
     engine's own thread (never touch widgets from them: post a message)."""
 
     def load(

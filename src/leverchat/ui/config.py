@@ -23,7 +23,8 @@ from leverchat.bounded import short_repr
 from leverchat.tomlio import TomlError, read_toml, write_toml_atomic
 from leverchat.ui.keymap import parse_keymap
 
-_KNOWN_KEYS = ("theme", "keymap")
+# api_key_command is read by the remote engine (engine/remote/keys.py).
+_KNOWN_KEYS = ("theme", "keymap", "api_key_command")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def load_config(path: Path | None = None) -> AppConfig:
         )
     for key in data:
         if key not in _KNOWN_KEYS:
-            problems.append(f"{target}: unknown setting '{key}' (known: theme, keymap); ignored")
+            known = ", ".join(_KNOWN_KEYS)
+            problems.append(f"{target}: unknown setting '{key}' (known: {known}); ignored")
     return AppConfig(theme=theme, keymap=keymap, path=target, problems=tuple(problems))
 
 

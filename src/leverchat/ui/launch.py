@@ -36,7 +36,7 @@ def run_tui(args: argparse.Namespace) -> int:
         )
         return 2
     # Imported here: building the app must not import torch (the engine loads it lazily).
-    from leverchat.engine.worker import EngineThread
+    from leverchat.engine.select import AnyEngine
     from leverchat.ui.app import LeverChatApp
 
     spec = model_spec_from_args(args)
@@ -46,7 +46,7 @@ def run_tui(args: argparse.Namespace) -> int:
         history.close()
         print(f"leverchat: {visible(resume_problem)}", file=sys.stderr)  # quotes the --chat id
         return 2
-    engine = EngineThread()
+    engine = AnyEngine()  # the local torch engine, or a server's for openai+http(s)://
     app = LeverChatApp(
         engine,
         model_spec=spec,

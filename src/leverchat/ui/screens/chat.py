@@ -59,6 +59,7 @@ from leverchat.ui.messages import (
     ReplyFinished,
 )
 from leverchat.ui.profile_session import ProfileSession
+from leverchat.ui.remote_levers import show_unavailable
 from leverchat.ui.replies import (
     ChunkBuffer,
     FreshSeed,
@@ -275,6 +276,7 @@ class ChatScreen(Screen[None]):
     def _on_model_loaded(self, message: ModelLoaded) -> None:
         self.model_info = message.info
         self.load_status = None
+        show_unavailable(self.panel, message.info.unavailable_levers)
         self._refresh_status()
         if self._reply is not None and self._reply.future is None:
             self._launch(self._reply)
@@ -474,6 +476,8 @@ class ChatScreen(Screen[None]):
             status, detail = MessageStatus.FAILED, result.error or "the engine failed"
         elif result.stop_reason is StopReason.CANCELLED:
             status, detail = MessageStatus.STOPPED, ""
+        elif result.stop_reason is StopReason.INTERRUPTED:  # a server's stream was cut
+            status, detail = MessageStatus.INTERRUPTED, result.error or ""
         else:
             status, detail = MessageStatus.COMPLETE, ""
         if result.text and result.text != reply.view.text:
@@ -538,6 +542,7 @@ class ChatScreen(Screen[None]):
             stats=result.stats if result else Stats(),
             stop_reason=(result.stop_reason if result else StopReason.ERROR) if final else None,
             error=(detail or (result.error if result else None)) if final else None,
+            remote=result.remote if result else None,
         )
 
     async def _report_reproduction(

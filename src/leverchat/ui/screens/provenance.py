@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from leverchat.chat import ReplyProvenance
 from leverchat.levers import LEVER_SPECS
+from leverchat.remote_record import describe_remote
 from leverchat.safetext import plain
 from leverchat.ui.widgets.lever_field import format_lever_value
 
@@ -50,6 +51,9 @@ def provenance_lines(provenance: ReplyProvenance) -> list[str]:
                 f"{name} = {getattr(change.levers, name)!r}" for name in change.changed
             )
             lines.append(f"  from token {change.token_index}: {values}")
+    if provenance.remote is not None:
+        lines.append("")
+        lines.extend(describe_remote(provenance.remote))
     lines.append("")
     lines.append("System prompt:")
     lines.append(provenance.system_prompt or "(none)")

@@ -1,0 +1,184 @@
+"""RemoteEngine: the ChatEngine contract over an OpenAI-compatible server.
+
+Same shape as the local EngineThread: every call returns a Future at once, work runs on one
+daemon thread, chunks are handed to ``on_chunk`` from that thread, ``request.cancel`` stops a
+reply (the HTTP stream is closed) and the partial text is kept. One reply's streaming loop and
+its live levers over HTTP are in reply.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from leverchat.engine.remote.client import RemoteClient
+from leverchat.engine.remote.detect import check_server_name, choose_model, detect_server
+from leverchat.engine.remote.dialects import DIALECTS
+from leverchat.engine.remote.endpoint import Endpoint, parse_endpoint
+from leverchat.engine.remote.keys import api_key
+from leverchat.engine.remote.reply import Session, failed_result, generate_reply
+from leverchat.engine.remote.template import load_renderer
+from leverchat.engine.types import (
+    ChatMessage,
+    ChunkCallback,
+    EngineError,
+    GenerationRequest,
+    GenerationResult,
+    LoadProgress,
+    ModelInfo,
+    ModelSpec,
+    ProgressCallback,
+    PromptFormat,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ClientFactory = Callable[[Endpoint, str | None], RemoteClient]
+
+
+class RemoteEngine:
+    """A ChatEngine whose replies come from a server (see the module docstring)."""
+
+    def __init__(self, client_factory: ClientFactory | None = None) -> None:
+        self._client_factory: ClientFactory = client_factory or (
+            lambda endpoint, key: RemoteClient(endpoint, key)
+        )
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._session: Session | None = None
+        self._load_error: str | None = None
+        self._cancel_current: threading.Event | None = None
+        self.info: ModelInfo | None = None
+
+    # -- ChatEngine ---------------------------------------------------------------------
+
+    def load(self, spec: ModelSpec, progress: ProgressCallback | None = None) -> Future[ModelInfo]:
+        return self._submit(lambda: self._load(spec, progress))
+
+    def generate(
+        self, request: GenerationRequest, on_chunk: ChunkCallback | None = None
+    ) -> Future[GenerationResult]:
+        def run() -> GenerationResult:
+            session = self._session
+            if session is None:
+                reason = self._load_error or "no server is connected"
+                _, levers = request.levers.snapshot()
+                return failed_result(levers, f"no model is loaded: {reason}", None)
+            self._cancel_current = request.cancel
+            try:
+                return generate_reply(session, request, on_chunk)
+            finally:
+                self._cancel_current = None
+
+        return self._submit(run)
+
+    def count_tokens(
+        self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
+    ) -> Future[int]:
+        def run() -> int:
+            raise EngineError("a remote model's tokens are counted by its server, not here")
+
+        return self._submit(run)
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        cancel = self._cancel_current
+        if cancel is not None:
+            cancel.set()
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None and job[1].set_running_or_notify_cancel():
+                job[1].set_exception(EngineError("the engine was closed"))
+        self._jobs.put(None)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        session = self._session
+        if session is not None:
+            session.client.close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _load(self, spec: ModelSpec, progress: ProgressCallback | None) -> ModelInfo:
+        report = progress or (lambda step: None)
+        old = self._session
+        self._session, self.info = None, None
+        if old is not None:
+            old.client.close()
+        try:
+            endpoint = parse_endpoint(spec.source or "")
+            report(LoadProgress("connecting", f"Connecting to {endpoint.display}", None))
+            client = self._client_factory(endpoint, api_key())
+            try:
+                entries, _ = client.list_models()
+                model_id = choose_model(entries, spec.model_name, endpoint.display)
+                server = (
+                    check_server_name(spec.server)
+                    if spec.server
+                    else detect_server(client, entries)
+                )
+            except BaseException:
+                client.close()
+                raise
+        except EngineError as error:
+            self._load_error = str(error)
+            raise
+        dialect = DIALECTS[server]
+        renderer = load_renderer(model_id) if dialect.continuation == "completions" else None
+        self._session = Session(client, dialect, model_id, renderer)
+        self._load_error = None
+        self.info = ModelInfo(
+            name=model_id,
+            source=endpoint.display,
+            device=f"{dialect.label} at {endpoint.display}",
+            dtype="",
+            context_window=0,
+            has_chat_template=True,
+            unavailable_levers=dialect.unavailable_levers(),
+        )
+        report(LoadProgress("ready", f"{model_id} on {dialect.label} is ready", 1.0))
+        return self.info
+
+    def _submit(self, run: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                future.set_exception(EngineError("the engine was closed"))
+                return future
+            if self._thread is None:
+                # A daemon thread: a server that never answers cannot keep the process alive.
+                self._thread = threading.Thread(
+                    target=self._serve, name="leverchat-remote", daemon=True
+                )
+                self._thread.start()
+            self._jobs.put((run, future))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            run, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = run()
+            except BaseException as error:
+                if not isinstance(error, EngineError):
+                    log.exception("remote engine job failed")
+                future.set_exception(error)
+            else:
+                future.set_result(result)
