@@ -183,12 +183,12 @@ def test_another_server_loaded_from_the_app_drops_the_previous_servers_options()
     ]
 
 
-def test_history_keeps_a_remote_reply_and_refuses_a_damaged_record(tmp_path: Path) -> None:
+def test_history_keeps_a_remote_reply_and_reports_a_damaged_record(tmp_path: Path) -> None:
     import sqlite3
 
     from leverchat.chat import MessageStatus, ReplyProvenance
     from leverchat.engine.types import RemoteProvenance, UnavailableLever
-    from leverchat.history import HistoryError, HistoryStore
+    from leverchat.history import HistoryStore
     from leverchat.levers import Levers
 
     remote = RemoteProvenance(
@@ -212,7 +212,12 @@ def test_history_keeps_a_remote_reply_and_refuses_a_damaged_record(tmp_path: Pat
     for damaged, named in (('{"remote": {"sent": 5}}', "remote provenance sent"), ("[1]", "stats")):
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE messages SET stats = ? WHERE id = ?", (damaged, reply.id))
-        with HistoryStore(db) as store, pytest.raises(HistoryError) as caught:
-            store.load_conversation(chat)
-        assert f"record {reply.id} holds a value" in str(caught.value)
-        assert named in str(caught.value)
+        # A damaged record never hides the chat: the reply is kept without its provenance,
+        # and the problem is reported, naming the record and the value.
+        with HistoryStore(db) as store:
+            conversation, skipped = store.read_conversation(chat)
+        kept = conversation.messages[-1]
+        assert kept.content == "hello" and kept.provenance is None
+        (problem,) = skipped
+        assert problem.kept and problem.record_id == reply.id
+        assert named in problem.reason
