@@ -103,6 +103,8 @@ class GenerationResult:
     lever_changes: tuple[LeverChange, ...] = ()
     error: str | None = None
     token_ids: tuple[int, ...] = ()
+    # Stop strings the prompt format added to the levers' own (see prompt.format_stops).
+    format_stops: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
