@@ -39,6 +39,8 @@ class ReplyProvenance:
     stats: Stats = field(default_factory=Stats)
     stop_reason: StopReason | None = None
     error: str | None = None
+    # Stop strings the prompt format added to the levers' own (the instruction format's).
+    format_stops: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
