@@ -17,11 +17,11 @@ from leverchat.engine.truncation import (
     filter_top_k,
     filter_top_p,
     filter_typical_p,
-    has_ties,
+    log_normaliser,
+    lowest_ids_at_the_cut,
     min_p_floor,
     nucleus_candidates,
     nucleus_size,
-    sort_likeliest_first,
     top_k_with_ties,
 )
 from leverchat.levers import Levers
@@ -178,11 +178,8 @@ class TokenPicker:
             values, ids = top_k_with_ties(scores, levers.top_k)
             if levers.top_p < 1.0:
                 # top-p after top-k works on the renormalised top-k distribution.
-                if has_ties(values):
-                    values, ids = sort_likeliest_first(values, ids)
-                log_total = torch.logsumexp(values.double(), dim=-1)
-                kept = nucleus_size(values, levers.top_p, log_total)
-                values, ids = values[:kept], ids[:kept]
+                kept = nucleus_size(values, levers.top_p, log_normaliser(values))
+                values, ids = lowest_ids_at_the_cut(values, ids, kept, values, ids)
         elif levers.top_p < 1.0:
             values, ids = nucleus_candidates(scores, levers.top_p, self.FIRST_CANDIDATES)
         elif levers.min_p > 0.0:

@@ -12,9 +12,10 @@ follow transformers' warpers, and both must keep exactly the same tokens, ties i
   of equally likely tokens, the lower token ids are kept. transformers' choice among them
   follows ``torch.sort``, which is not stable (it differs with the size and the device), so
   only the count can be compared with it.
-- **Masses are added in float64**, and a run whose mass comes within :data:`MASS_TOLERANCE` of
-  ``top_p`` counts as reaching it. Equal probabilities that add up to exactly ``top_p``
-  (5000 equal logits, top_p 0.5) then cut at the same token in both paths and on every device,
+- **Masses are added in float64** (the normaliser's terms are float32 exponentials, as cheap
+  as before, summed in float64), and a run whose mass comes within :data:`MASS_TOLERANCE` of
+  ``top_p`` counts as reaching it. Equal probabilities that add up to exactly ``top_p`` (5000
+  equal logits, top_p 0.5) then cut at the same token in both paths and on every device,
   where float32 rounding made one path keep 2500 and the other 2501.
 """
 
@@ -29,37 +30,72 @@ if TYPE_CHECKING:
 MASS_TOLERANCE = 1e-9
 
 
-def sort_likeliest_first(
-    values: torch.Tensor, ids: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``values`` (and their token ids) most likely first, equal values in ascending id order.
-
-    Without ``ids`` the values are a whole vocabulary and their positions are the ids."""
+def sort_likeliest_first(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole vocabulary's ``values`` most likely first, with their ids; equal values in
+    ascending id order."""
     import torch
 
-    if ids is None:
-        sorted_values, order = torch.sort(values, descending=True, stable=True)
-        return sorted_values, order
-    by_id = torch.argsort(ids)
-    values, ids = values[by_id], ids[by_id]
     sorted_values, order = torch.sort(values, descending=True, stable=True)
-    return sorted_values, ids[order]
+    return sorted_values, order
+
+
+def log_normaliser(values: torch.Tensor) -> torch.Tensor:
+    """The float64 logsumexp of ``values``: float32 exponentials summed in float64, about the
+    cost of a float32 logsumexp. Equal values give exactly equal terms (exp(0) = 1 for the
+    best ones), so equal probabilities add up to exactly what they should."""
+    import torch
+
+    best = values.max()
+    return torch.exp(values - best).sum(dtype=torch.float64).log() + best.double()
 
 
 def nucleus_size(sorted_values: torch.Tensor, top_p: float, log_total: torch.Tensor) -> int:
     """How many of ``sorted_values`` (likeliest first) top-p keeps: the tokens whose
     probability mass before them is below ``top_p``, at least one, never a removed (-inf) one.
 
-    ``log_total`` is the float64 log of the normaliser: the logsumexp of every token top-p
-    sees, which may be more than ``sorted_values`` holds (the fast path passes a prefix)."""
+    The order among equal values does not change the count (the sums run over the same
+    numbers). ``log_total`` is the float64 log of the normaliser: the logsumexp of every token
+    top-p sees, which may be more than ``sorted_values`` holds (the fast path passes a prefix).
+    """
     import torch
 
-    probs = torch.exp(sorted_values.double() - log_total)
-    # The mass strictly before each token (an exclusive cumsum: no cumsum - probs rounding).
-    mass_before = torch.cat([probs.new_zeros(1), torch.cumsum(probs, dim=-1)[:-1]])
-    below = int((mass_before < top_p - MASS_TOLERANCE).sum().item())
-    finite = int(torch.isfinite(sorted_values).sum().item())
-    return max(1, min(below, finite))
+    cumulative = torch.cumsum(torch.exp(sorted_values.double() - log_total), dim=-1)
+    # The mass before token i is cumulative[i - 1] (none before the first): no subtraction,
+    # so no rounding of its own, and the same prefix sums in both paths.
+    counts = torch.stack(
+        [
+            (cumulative[:-1] < top_p - MASS_TOLERANCE).sum(),
+            torch.isfinite(sorted_values).sum(),
+        ]
+    )
+    below, finite = counts.tolist()  # one device sync for both
+    return max(1, min(int(below) + 1, int(finite)))
+
+
+def lowest_ids_at_the_cut(
+    values: torch.Tensor,
+    ids: torch.Tensor,
+    kept: int,
+    pool_values: torch.Tensor,
+    pool_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``kept`` of ``values``/``ids`` (best first, equal values in any order), where a
+    cut through a group of equal values keeps that group's lowest ids, as the reference does.
+
+    The group is looked up in the pool the candidates came from: ``pool_values`` (the whole
+    vocabulary, positions as ids, when ``pool_ids`` is None)."""
+    import torch
+
+    if kept >= len(values) or not bool(values[kept] == values[kept - 1]):
+        return values[:kept], ids[:kept]
+    cut = values[kept - 1]
+    above = int((values > cut).sum().item())
+    if pool_ids is None:
+        tied = torch.nonzero(pool_values == cut).squeeze(-1)  # ascending ids
+    else:
+        tied = torch.sort(pool_ids[pool_values == cut]).values
+    tied = tied[: kept - above]
+    return torch.cat([values[:above], cut.expand(len(tied))]), torch.cat([ids[:above], tied])
 
 
 def top_k_with_ties(scores: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,10 +115,6 @@ def top_k_with_ties(scores: torch.Tensor, top_k: int) -> tuple[torch.Tensor, tor
     return values[:top_k], ids[:top_k]
 
 
-def has_ties(sorted_values: torch.Tensor) -> bool:
-    return bool((sorted_values[1:] == sorted_values[:-1]).any())
-
-
 def nucleus_candidates(
     scores: torch.Tensor, top_p: float, first_count: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,24 +124,20 @@ def nucleus_candidates(
     import torch
 
     vocab = scores.shape[-1]
-    log_total = torch.logsumexp(scores.double(), dim=-1)
+    log_total = log_normaliser(scores)
+    threshold = top_p - MASS_TOLERANCE
     count = first_count
     while True:
         values, ids = torch.topk(scores, min(count, vocab))
-        if has_ties(values):
-            values, ids = sort_likeliest_first(values, ids)
-        kept = nucleus_size(values, top_p, log_total)
-        if kept < len(values) or count >= vocab:
-            break
+        # Cheap test first: the cut falls inside once all but the last candidate hold top_p.
+        if count >= vocab or bool(torch.exp(values[:-1].double() - log_total).sum() >= threshold):
+            kept = nucleus_size(values, top_p, log_total)
+            if kept < len(values) or count >= vocab:
+                break
         count *= 4
-    cut = values[kept - 1]
-    if len(values) < vocab and bool(cut == values[-1]):
-        # The run ends in a group of equal values that may go on outside the candidates:
-        # take its members from the whole vocabulary, lowest ids first, as the reference does.
-        above = int((values > cut).sum().item())
-        tied = torch.nonzero(scores == cut).squeeze(-1)[: kept - above]
-        return torch.cat([values[:above], scores[tied]]), torch.cat([ids[:above], tied])
-    return values[:kept], ids[:kept]
+    # A group of equal values at the cut may go on outside the candidates: the whole
+    # vocabulary is the pool.
+    return lowest_ids_at_the_cut(values, ids, kept, scores)
 
 
 def min_p_floor(best: torch.Tensor, min_p: float) -> torch.Tensor:
@@ -137,7 +165,7 @@ def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     if top_p >= 1.0:
         return logits
     sorted_values, order = sort_likeliest_first(logits)
-    kept = nucleus_size(sorted_values, top_p, torch.logsumexp(logits.double(), dim=-1))
+    kept = nucleus_size(sorted_values, top_p, log_normaliser(logits))
     remove = torch.ones_like(logits, dtype=torch.bool)
     remove[order[:kept]] = False
     return logits.masked_fill(remove, float("-inf"))
