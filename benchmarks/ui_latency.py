@@ -8,6 +8,11 @@ event posted to the app); the latency of one key is the time from posting it unt
 prompt shows the letter and the screen has refreshed after that. The same is measured with no
 reply streaming, for reference.
 
+Every key of the streaming phase is typed while the reply streams: on a busy machine a reply
+could end before the keys were typed, so the engine holds the reply open before its last
+token until they are. Keys typed while it is held (no tokens arriving, so no load) are counted
+in ``keys_while_engine_held``; on an unloaded machine that is 0.
+
 The UI thread's CPU share is its own CPU time (``time.thread_time`` on the app's thread)
 over the wall time of a second streamed reply with no typing.
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from typing import Any
 
@@ -42,16 +48,61 @@ async def key_latency(app: Any, prompt: Any, letter: str) -> float:
     return time.perf_counter() - started
 
 
+class ReplyHold:
+    """Holds a reply open before its last token (by max_new_tokens or a full context) until
+    :meth:`release`, while :attr:`active`. Runs on the engine thread, inside the generator's
+    one-token step: tokens flow at full speed until the last one."""
+
+    def __init__(self, generator: Any) -> None:
+        self.active = False
+        self.max_new_tokens = 0
+        self.engaged = threading.Event()
+        self._released = threading.Event()
+        self._steps = 0
+        run, step = generator.run, generator._step
+
+        def counted_run(request: Any, on_chunk: Any) -> Any:
+            self._steps = 0
+            return run(request, on_chunk)
+
+        def held_step(token: int) -> Any:
+            # The loop steps after every token but the last: this is the last step when the
+            # next token is the max_new_tokens-th, or the one that fills the context.
+            self._steps += 1
+            last = self._steps >= self.max_new_tokens - 1 or (
+                len(generator._cached_ids) + 2 >= generator.context_window
+            )
+            if self.active and last and not self._released.is_set():
+                self.engaged.set()
+                self._released.wait()
+            return step(token)
+
+        generator.run, generator._step = counted_run, held_step
+
+    def release(self) -> None:
+        self.active = False
+        self._released.set()
+
+
 async def type_letters(
-    app: Any, prompt: Any, count: int, rng: random.Random, while_true: Any
-) -> list[float]:
+    app: Any,
+    prompt: Any,
+    count: int,
+    rng: random.Random,
+    while_true: Any,
+    hold: ReplyHold | None = None,
+) -> tuple[list[float], int]:
+    """Latencies of up to ``count`` keys typed while ``while_true()``, and how many of them
+    were typed while the engine was held (see ReplyHold)."""
     latencies: list[float] = []
+    held = 0
     for _ in range(count):
         if not while_true():
             break
+        held += bool(hold is not None and hold.engaged.is_set())
         latencies.append(await key_latency(app, prompt, rng.choice("abcdefghijklmnop")))
         await asyncio.sleep(rng.uniform(0.02, 0.08))
-    return latencies
+    return latencies, held
 
 
 async def main_async(args: Any) -> dict[str, Any]:
@@ -64,6 +115,8 @@ async def main_async(args: Any) -> dict[str, Any]:
     engine = EngineThread()
     info = engine.load(ModelSpec(source=args.model, device=args.device)).result()
     _common.never_end_of_turn(engine.generator)
+    hold = ReplyHold(engine.generator)
+    hold.max_new_tokens = args.tokens
     rng = random.Random(SEED)
     try:
         app = LeverChatApp(_common.PreloadedEngine(engine, info), model_spec=ModelSpec(args.model))
@@ -79,8 +132,14 @@ async def main_async(args: Any) -> dict[str, Any]:
                 await screen.action_new_chat()
                 await screen.send(_common.LONG_ANSWER_PROMPT)
                 # Wait for the first streamed text: from here the engine runs at full speed.
+                # (A reply held before its last token may have shown none: do not wait.)
                 view = screen.chat.reply(screen.conversation.messages[-1].id)
-                while screen.streaming and view is not None and not view.text:
+                while (
+                    screen.streaming
+                    and view is not None
+                    and not view.text
+                    and not hold.engaged.is_set()
+                ):
                     await asyncio.sleep(0.005)
 
             async def until_done() -> None:
@@ -94,13 +153,17 @@ async def main_async(args: Any) -> dict[str, Any]:
             screen.live_levers.set(Levers(seed=SEED, max_new_tokens=args.tokens))
 
             prompt.focus()
-            idle = await type_letters(app, prompt, args.keys, rng, lambda: True)
+            idle, _ = await type_letters(app, prompt, args.keys, rng, lambda: True)
             prompt.clear_prompt()
 
-            # Streaming, typing.
+            # Streaming, typing: the reply is held open until every key is typed.
+            hold.active = True
             await stream_reply()
             prompt.focus()
-            streaming = await type_letters(app, prompt, args.keys, rng, lambda: screen.streaming)
+            streaming, held = await type_letters(
+                app, prompt, args.keys, rng, lambda: screen.streaming, hold
+            )
+            hold.release()
             await until_done()
             typed_reply = screen.last_result
             prompt.clear_prompt()
@@ -113,6 +176,7 @@ async def main_async(args: Any) -> dict[str, Any]:
             wall = time.perf_counter() - wall_started
             quiet_reply = screen.last_result
     finally:
+        hold.release()  # never leave the engine thread waiting
         engine.close()
 
     p95 = _common.percentile(streaming, 0.95)
@@ -122,6 +186,7 @@ async def main_async(args: Any) -> dict[str, Any]:
         "machine": _common.machine(args.device),
         "tokens": args.tokens,
         "keys_while_streaming": len(streaming),
+        "keys_while_engine_held": held,
         "key_latency_s_streaming": {
             "p50": round(_common.percentile(streaming, 0.5), 4),
             "p95": round(p95, 4),

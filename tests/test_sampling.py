@@ -128,3 +128,80 @@ def test_neutral_levers_leave_the_distribution_untouched() -> None:
     logits = torch.randn(500)
     p = picker(prompt=[1, 2, 3], reply=[4, 4, 5], vocab=500)
     assert torch.equal(p.process(logits, neutral_levers()), logits)
+
+
+# -- ties: the fast path keeps what the reference (and transformers) keeps -----------------
+
+PLAIN = {"temperature": 1.0, "top_p": 1.0, "min_p": 0.0}
+
+
+def reference_kept(p: TokenPicker, logits: torch.Tensor, levers: Levers) -> set[int]:
+    return set(torch.nonzero(torch.isfinite(p.process(logits, levers))).flatten().tolist())
+
+
+def sampled(p: TokenPicker, logits: torch.Tensor, levers: Levers, draws: int = 300) -> set[int]:
+    return {p.pick(logits, levers, torch.Generator().manual_seed(s)) for s in range(draws)}
+
+
+def test_top_k_keeps_the_tokens_tied_with_the_kth_as_transformers_does() -> None:
+    from transformers.generation.logits_process import TopKLogitsWarper
+
+    logits = torch.tensor([2.0, 1.0, 1.0, 0.0])
+    levers = Levers(**PLAIN, top_k=2)
+    p = TokenPicker([], 4, CPU)
+    hf = TopKLogitsWarper(2)(None, logits.unsqueeze(0))[0]
+    assert set(torch.nonzero(torch.isfinite(hf)).flatten().tolist()) == {0, 1, 2}
+    assert reference_kept(p, logits, levers) == {0, 1, 2}
+    # Tokens 1 and 2 are equally likely: a reply can continue with either.
+    assert sampled(p, logits, levers) == {0, 1, 2}
+
+
+def test_top_k_on_bfloat16_logits_keeps_every_tie_at_the_cut() -> None:
+    # bfloat16 keeps 8 bits of mantissa: on a 49k vocabulary the 40th value is tied.
+    torch.manual_seed(0)
+    logits = (torch.randn(49152) * 3).to(torch.bfloat16)
+    top = torch.topk(logits.float(), 41).values
+    assert top[39] == top[40], "the case needs a tie at the cut"
+    levers = Levers(**PLAIN, top_k=40)
+    p = TokenPicker([], 49152, CPU)
+    _values, ids = p.candidates(p.penalised(logits, levers), levers)
+    assert len(ids) > 40
+    assert set(ids.tolist()) == reference_kept(p, logits, levers)
+    assert set(ids.tolist()) == set(torch.nonzero(logits.float() >= top[39]).flatten().tolist())
+
+
+def test_typical_p_keeps_every_token_of_equal_surprise() -> None:
+    from transformers.generation.logits_process import TypicalLogitsWarper
+
+    logits = torch.zeros(10)
+    levers = Levers(**PLAIN, typical_p=0.5)
+    p = TokenPicker([], 10, CPU)
+    hf = TypicalLogitsWarper(0.5)(None, logits.unsqueeze(0))[0]
+    assert torch.isfinite(hf).all()
+    assert reference_kept(p, logits, levers) == set(range(10))
+    assert sampled(p, logits, levers) == set(range(10))
+
+
+def test_top_p_on_equal_tokens_keeps_the_same_count_in_both_paths_and_transformers() -> None:
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    logits = torch.zeros(5000)
+    levers = Levers(**{**PLAIN, "top_p": 0.5})
+    p = TokenPicker([], 5000, CPU)
+    hf = TopPLogitsWarper(0.5)(None, logits.unsqueeze(0))[0]
+    _values, ids = p.candidates(p.penalised(logits, levers), levers)
+    assert int(torch.isfinite(hf).sum()) == 2500
+    assert len(ids) == len(reference_kept(p, logits, levers)) == 2500
+
+
+def test_top_p_ending_in_a_group_of_equal_tokens_keeps_the_lowest_ids_in_both_paths() -> None:
+    # The fast path starts from 64 candidates; the nucleus ends inside a tie group of 5000.
+    logits = torch.cat([torch.tensor([3.0, 2.0]), torch.zeros(5000)])
+    levers = Levers(**{**PLAIN, "top_p": 0.5})
+    p = TokenPicker([], len(logits), CPU)
+    _values, ids = p.candidates(p.penalised(logits, levers), levers)
+    kept = reference_kept(p, logits, levers)
+    assert ids.tolist()[:2] == [0, 1]
+    assert set(ids.tolist()) == kept
+    assert kept == set(range(len(kept)))  # the lowest ids of the tie group, every time
+    assert 2 < len(kept) < 5000

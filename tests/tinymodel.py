@@ -30,7 +30,7 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 400):  # type: ignore[no-untyped-def]
+def build_tokenizer(vocab_size: int = 400, extra_corpus: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -44,7 +44,7 @@ def build_tokenizer(vocab_size: int = 400):  # type: ignore[no-untyped-def]
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tokenizer.train_from_iterator([*_CORPUS, *extra_corpus] * 4, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=None,
@@ -64,6 +64,7 @@ def build_tiny_model_dir(
     layers: int = 2,
     max_position_embeddings: int = 256,
     rarely_ends: bool = False,
+    extra_corpus: tuple[str, ...] = (),
 ) -> Path:
     """Write a tiny random Llama model + tokenizer to ``path`` and return it.
 
@@ -75,7 +76,7 @@ def build_tiny_model_dir(
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(extra_corpus=extra_corpus)
     if chat_template:
         tokenizer.chat_template = CHATML_TEMPLATE
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")

@@ -48,6 +48,8 @@ class ReplyProvenance:
     error: str | None = None
     # A server's reply: where, which model, the exact values sent (None: the local engine).
     remote: RemoteProvenance | None = None
+    # Stop strings the prompt format added to the levers' own (the instruction format's).
+    format_stops: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

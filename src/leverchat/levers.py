@@ -109,7 +109,8 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
         name="typical_p",
         kind="float",
         default=1.0,
-        minimum=0.0,
+        # 0 would keep one arbitrary "most typical" token; transformers refuses it too.
+        minimum=0.01,
         maximum=1.0,
         step=0.01,
         neutral=1.0,

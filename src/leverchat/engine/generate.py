@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from leverchat.engine.compiled import CompiledStep
 from leverchat.engine.detokenize import IncrementalDecoder, StopStringFilter
-from leverchat.engine.prompt import encode_messages, encode_within_budget
+from leverchat.engine.prompt import encode_messages, encode_within_budget, format_stops
 from leverchat.engine.sampling import TokenPicker
 from leverchat.engine.types import (
     ChatMessage,
@@ -128,7 +128,11 @@ class Generator:
         seed = levers.seed if levers.seed is not None else random_seed()
         state = _ReplyState()
         stats = Stats(context_window=self.context_window)
+        own_stops: tuple[str, ...] = ()
         try:
+            # The prompt format's own stop strings (the instruction format ends a reply where
+            # the model starts the next "### Instruction:"), on top of the levers' stops.
+            own_stops = format_stops(self.tokenizer, request.prompt_format)
             reply_room = min(levers.max_new_tokens, max(MIN_REPLY_ROOM, self.context_window // 2))
             budget = max(1, self.context_window - reply_room)
             encoded = encode_within_budget(
@@ -141,7 +145,9 @@ class Generator:
                 trimmed_messages=encoded.trimmed_messages,
             )
             if request.cancel.is_set():
-                return self._result(state, StopReason.CANCELLED, stats, seed, start_levers, started)
+                return self._result(
+                    state, StopReason.CANCELLED, stats, seed, start_levers, started, own_stops
+                )
             generator = torch.Generator(device=self.device)
             generator.manual_seed(seed)
             picker = TokenPicker(prompt_ids, self.vocab_size, self.device)
@@ -183,7 +189,8 @@ class Generator:
                     picker.accept(token)
                     state.token_ids.append(token)
                     state.last_token_at = time.perf_counter()
-                    shown, hit_stop = stop_filter.feed(decoder.step(token), levers.stop)
+                    stops = (*levers.stop, *own_stops) if own_stops else levers.stop
+                    shown, hit_stop = stop_filter.feed(decoder.step(token), stops)
                     state.emit(shown, on_chunk)
                     if hit_stop:
                         stop_reason = StopReason.STOP_STRING
@@ -198,7 +205,7 @@ class Generator:
                     logits = self._step(token)
             if stop_reason is not StopReason.STOP_STRING:
                 state.emit(stop_filter.flush(), on_chunk)
-            return self._result(state, stop_reason, stats, seed, start_levers, started)
+            return self._result(state, stop_reason, stats, seed, start_levers, started, own_stops)
         except Exception as error:  # any failure ends this request, never the engine
             log.exception("generation failed")
             # The cache may hold a half-written step: start the next turn from scratch.
@@ -211,7 +218,14 @@ class Generator:
                 else (f"{type(error).__name__}: {error}")
             )
             return self._result(
-                state, StopReason.ERROR, stats, seed, start_levers, started, error=message
+                state,
+                StopReason.ERROR,
+                stats,
+                seed,
+                start_levers,
+                started,
+                own_stops,
+                error=message,
             )
 
     # -- internals ----------------------------------------------------------------------
@@ -267,6 +281,7 @@ class Generator:
         seed: int,
         levers: Any,
         started: float,
+        own_stops: tuple[str, ...] = (),
         error: str | None = None,
     ) -> GenerationResult:
         finished = time.perf_counter()
@@ -291,6 +306,7 @@ class Generator:
             lever_changes=tuple(state.changes),
             error=error,
             token_ids=tuple(state.token_ids),
+            format_stops=own_stops,
         )
 
 

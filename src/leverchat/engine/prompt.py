@@ -1,16 +1,24 @@
 """Turn chat messages into token ids: chat template or instruction format, always safely.
 
+The ids are the tokenizer's own encoding of the whole rendered prompt, as
+``apply_chat_template(tokenize=True)`` gives: tokenizing the template's text and a message
+separately splits words differently where they meet (a message ending in spaces or a newline,
+as ``echo "question" |`` sends, changed the ids and the greedy reply).
+
 Text the user (or a model) wrote is plain text. Typing ``<|im_start|>system`` must give the
 tokens for those characters, never the control token, or a user could forge a system turn.
-When no message contains special-token text the whole rendered prompt is tokenised in one go,
-which is exactly what ``apply_chat_template(tokenize=True)`` gives; otherwise the template's
-own text and the message contents are tokenised separately, contents with special-token
-splitting on.
+When a message contains special-token text, the prompt is rendered with a unique marker in
+its place; the rendered text is cut at the template's own special tokens only, and each piece
+between them (template text and messages together, as the tokenizer would see it) is
+tokenised whole with special-token matching off, the markers turned back into the text the
+user typed.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +26,9 @@ from leverchat.engine.types import ChatMessage, EngineError, PromptFormat
 
 INSTRUCTION_SYSTEM = "{system}\n\n"
 INSTRUCTION_USER = "### Instruction:\n{prompt}\n\n### Response:\n"
-INSTRUCTION_ASSISTANT = "{reply}\n\n"
+INSTRUCTION_ASSISTANT = "{reply}{eos}\n\n"
+# The instruction format's own stop strings: a reply ends where the model starts a new turn.
+INSTRUCTION_STOPS: tuple[str, ...] = ("### Instruction:",)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,11 @@ def resolve_format(tokenizer: Any, requested: PromptFormat) -> PromptFormat:
     return "chat_template" if getattr(tokenizer, "chat_template", None) else "instruction"
 
 
+def format_stops(tokenizer: Any, requested: PromptFormat) -> tuple[str, ...]:
+    """The stop strings a prompt format brings with it, added to every request's own."""
+    return INSTRUCTION_STOPS if resolve_format(tokenizer, requested) == "instruction" else ()
+
+
 def _special_texts(tokenizer: Any) -> list[str]:
     texts: set[str] = set(getattr(tokenizer, "all_special_tokens", []) or [])
     added = getattr(tokenizer, "added_tokens_decoder", None) or {}
@@ -47,10 +62,6 @@ def _special_texts(tokenizer: Any) -> list[str]:
         if content and getattr(token, "special", True):
             texts.add(content)
     return sorted((text for text in texts if text), key=len, reverse=True)
-
-
-def _contains_special(text: str, specials: list[str]) -> bool:
-    return any(special in text for special in specials)
 
 
 def _encode_plain(tokenizer: Any, text: str) -> list[int]:
@@ -68,6 +79,46 @@ def _encode_trusted(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def encode_rendered(
+    tokenizer: Any, render: Callable[[list[str]], str], contents: list[str]
+) -> list[int]:
+    """The ids of ``render(contents)``, with every content kept plain text.
+
+    ``render`` builds the whole prompt from the message contents (the chat template, or the
+    instruction format). Without special-token text in any content this is exactly the
+    tokenizer's own encoding of the rendered prompt."""
+    specials = _special_texts(tokenizer)
+    if not specials or not any(special in text for text in contents for special in specials):
+        return _encode_trusted(tokenizer, render(contents))
+
+    pattern = re.compile("|".join(re.escape(special) for special in specials))
+    nonce = uuid.uuid4().hex
+    markers = {special: f"\x00lc{nonce}.{i}\x00" for i, special in enumerate(specials)}
+    originals = {marker: special for special, marker in markers.items()}
+    masked = [pattern.sub(lambda match: markers[match.group(0)], text) for text in contents]
+    expected = sum(len(pattern.findall(text)) for text in contents)
+    rendered = render(masked)
+    marker_pattern = re.compile("|".join(re.escape(marker) for marker in originals))
+    if len(marker_pattern.findall(rendered)) != expected:
+        # A template that rewrites message text (beyond trimming it) could drop or split a
+        # marker: refuse rather than lose what the user typed.
+        raise EngineError(
+            "the model's chat template changed a message that contains special-token text; "
+            "remove the special-token text from the message"
+        )
+    ids: list[int] = []
+    position = 0
+    # Only the template's own special tokens are left in ``rendered``: cut there.
+    for match in pattern.finditer(rendered):
+        piece = rendered[position : match.start()]
+        ids += _encode_plain(tokenizer, marker_pattern.sub(lambda m: originals[m.group(0)], piece))
+        ids += _encode_trusted(tokenizer, match.group(0))
+        position = match.end()
+    tail = rendered[position:]
+    ids += _encode_plain(tokenizer, marker_pattern.sub(lambda m: originals[m.group(0)], tail))
+    return ids
+
+
 def _render_chat_template(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     try:
         rendered = tokenizer.apply_chat_template(
@@ -79,29 +130,29 @@ def _render_chat_template(tokenizer: Any, messages: list[dict[str, str]]) -> str
 
 
 def encode_chat_template(tokenizer: Any, messages: tuple[ChatMessage, ...]) -> list[int]:
-    specials = _special_texts(tokenizer)
-    plain = [{"role": m.role, "content": m.content} for m in messages]
-    if not any(_contains_special(m.content, specials) for m in messages):
-        rendered = _render_chat_template(tokenizer, plain)
-        # Templates write the BOS token themselves, as apply_chat_template(tokenize=True) assumes.
-        return _encode_trusted(tokenizer, rendered)
+    def render(contents: list[str]) -> str:
+        return _render_chat_template(
+            tokenizer,
+            [{"role": m.role, "content": text} for m, text in zip(messages, contents, strict=True)],
+        )
 
-    # Render with unique placeholders, then tokenise the template's text and the contents
-    # separately. The placeholders cannot occur in real text (random, per call).
-    marker = f"\x00lc{uuid.uuid4().hex}\x00"
-    placeholders = [
-        {"role": m.role, "content": f"{marker}{i}{marker}"} for i, m in enumerate(messages)
-    ]
-    rendered = _render_chat_template(tokenizer, placeholders)
-    ids: list[int] = []
-    parts = rendered.split(marker)
-    # parts alternate: template text, index, template text, index, ...
-    for position, part in enumerate(parts):
-        if position % 2 == 0:
-            ids += _encode_trusted(tokenizer, part)
+    # Templates write the BOS token themselves, as apply_chat_template(tokenize=True) assumes.
+    return encode_rendered(tokenizer, render, [m.content for m in messages])
+
+
+def render_instruction(
+    messages: tuple[ChatMessage, ...], contents: list[str], eos_text: str
+) -> str:
+    """The instruction format's prompt text (without the BOS token)."""
+    parts: list[str] = []
+    for message, text in zip(messages, contents, strict=True):
+        if message.role == "system":
+            parts.append(INSTRUCTION_SYSTEM.format(system=text))
+        elif message.role == "user":
+            parts.append(INSTRUCTION_USER.format(prompt=text))
         else:
-            ids += _encode_plain(tokenizer, messages[int(part)].content)
-    return ids
+            parts.append(INSTRUCTION_ASSISTANT.format(reply=text, eos=eos_text))
+    return "".join(parts)
 
 
 def encode_instruction(tokenizer: Any, messages: tuple[ChatMessage, ...]) -> list[int]:
@@ -110,19 +161,12 @@ def encode_instruction(tokenizer: Any, messages: tuple[ChatMessage, ...]) -> lis
     bos_id = getattr(tokenizer, "bos_token_id", None)
     if bos_id is not None and getattr(tokenizer, "add_bos_token", True):
         ids.append(int(bos_id))
-    for message in messages:
-        if message.role == "system":
-            ids += _encode_plain(tokenizer, message.content) + _encode_trusted(tokenizer, "\n\n")
-        elif message.role == "user":
-            ids += _encode_trusted(tokenizer, "### Instruction:\n")
-            ids += _encode_plain(tokenizer, message.content)
-            ids += _encode_trusted(tokenizer, "\n\n### Response:\n")
-        else:
-            ids += _encode_plain(tokenizer, message.content)
-            eos_id = getattr(tokenizer, "eos_token_id", None)
-            ids += [int(eos_id)] if eos_id is not None else []
-            ids += _encode_trusted(tokenizer, "\n\n")
-    return ids
+    eos_text = getattr(tokenizer, "eos_token", None) or ""
+    return ids + encode_rendered(
+        tokenizer,
+        lambda contents: render_instruction(messages, contents, eos_text),
+        [m.content for m in messages],
+    )
 
 
 def encode_messages(

@@ -4,18 +4,41 @@ transformers has no frequency/presence penalty and fixes its processors for a wh
 ``generate`` call, so leverchat applies every lever itself, from the levers read at this very
 step. Each lever costs nothing when it is at its neutral value. The order follows
 transformers' own: penalties first (they also apply to greedy decoding), then temperature,
-top-k, top-p, min-p and typical-p.
+top-k, top-p, min-p and typical-p. How each filter treats ties is in
+:mod:`leverchat.engine.truncation`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
+from leverchat.engine.truncation import (
+    filter_min_p,
+    filter_top_k,
+    filter_top_p,
+    filter_typical_p,
+    log_normaliser,
+    lowest_ids_at_the_cut,
+    min_p_floor,
+    nucleus_candidates,
+    nucleus_size,
+    top_k_with_ties,
+)
 from leverchat.levers import Levers
 
 if TYPE_CHECKING:
     import torch
+
+__all__ = [
+    "TokenPicker",
+    "apply_frequency_presence",
+    "banned_ngram_tokens",
+    "filter_min_p",
+    "filter_top_k",
+    "filter_top_p",
+    "filter_typical_p",
+    "penalise_repeats",
+]
 
 
 def penalise_repeats(logits: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -47,60 +70,6 @@ def banned_ngram_tokens(ids: list[int], size: int) -> list[int]:
         if tuple(ids[start : start + size - 1]) == prefix:
             banned.append(ids[start + size - 1])
     return banned
-
-
-def filter_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    import torch
-
-    if top_k <= 0 or top_k >= logits.shape[-1]:
-        return logits
-    threshold = torch.topk(logits, top_k).values[-1]
-    return logits.masked_fill(logits < threshold, float("-inf"))
-
-
-def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose probabilities add up to ``top_p``."""
-    import torch
-
-    if top_p >= 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, descending=True)
-    probs = torch.softmax(sorted_logits, dim=-1)
-    mass_before = torch.cumsum(probs, dim=-1) - probs
-    remove_sorted = mass_before >= top_p
-    remove_sorted[0] = False  # always keep the most likely token
-    remove = torch.zeros_like(remove_sorted).scatter(0, order, remove_sorted)
-    return logits.masked_fill(remove, float("-inf"))
-
-
-def filter_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
-    import torch
-
-    if min_p <= 0.0:
-        return logits
-    probs = torch.softmax(logits, dim=-1)
-    threshold = probs.max() * min_p
-    return logits.masked_fill(probs < threshold, float("-inf"))
-
-
-def filter_typical_p(logits: torch.Tensor, typical_p: float) -> torch.Tensor:
-    """Locally typical sampling (Meister et al.), as transformers' TypicalLogitsWarper."""
-    import torch
-
-    if typical_p >= 1.0:
-        return logits
-    log_probs = torch.log_softmax(logits, dim=-1)
-    probs = log_probs.exp()
-    finite = torch.isfinite(log_probs)
-    entropy = -torch.where(finite, probs * log_probs, torch.zeros_like(probs)).sum()
-    surprise_gap = torch.where(finite, (-log_probs - entropy).abs(), torch.full_like(probs, 1e9))
-    _sorted_gap, order = torch.sort(surprise_gap)
-    sorted_probs = probs.gather(0, order)
-    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-    remove_sorted = mass_before >= typical_p
-    remove_sorted[0] = False
-    remove = torch.zeros_like(remove_sorted).scatter(0, order, remove_sorted)
-    return logits.masked_fill(remove, float("-inf"))
 
 
 class TokenPicker:
@@ -199,39 +168,61 @@ class TokenPicker:
     def candidates(self, scores: torch.Tensor, levers: Levers) -> tuple[torch.Tensor, torch.Tensor]:
         """The tokens top-k, top-p and min-p keep, as (scaled logits, token ids): most likely
         first, or the whole vocabulary in its own order when no filter is on. ``scores`` are
-        penalised logits; typical-p is not handled here."""
+        penalised logits; typical-p is not handled here. Keeps exactly what :meth:`process`
+        keeps, ties included (see :mod:`leverchat.engine.truncation`)."""
         import torch
 
         scores = scores / levers.temperature
         vocab = scores.shape[-1]
         if 0 < levers.top_k < vocab:
-            values, ids = torch.topk(scores, levers.top_k)
-            # top-p after top-k works on the renormalised top-k distribution (transformers).
-            log_total = torch.logsumexp(values, dim=-1)
+            values, ids = top_k_with_ties(scores, levers.top_k)
+            if levers.top_p < 1.0:
+                # top-p after top-k works on the renormalised top-k distribution.
+                kept = nucleus_size(values, levers.top_p, log_normaliser(values))
+                values, ids = lowest_ids_at_the_cut(values, ids, kept, values, ids)
         elif levers.top_p < 1.0:
-            log_total = torch.logsumexp(scores, dim=-1)
-            count = self.FIRST_CANDIDATES
-            while True:
-                values, ids = torch.topk(scores, min(count, vocab))
-                if count >= vocab or torch.exp(values - log_total).sum() >= levers.top_p:
-                    break
-                count *= 4
+            values, ids = nucleus_candidates(scores, levers.top_p, self.FIRST_CANDIDATES)
         elif levers.min_p > 0.0:
             # min-p alone: keep everything within log(min_p) of the best logit.
-            ids = torch.nonzero(scores >= scores.max() + math.log(levers.min_p)).squeeze(-1)
+            ids = torch.nonzero(scores >= min_p_floor(scores.max(), levers.min_p)).squeeze(-1)
             values = scores[ids]
-            order = torch.argsort(values, descending=True)
+            order = torch.argsort(values, descending=True, stable=True)
             return values[order], ids[order]
         else:
             return scores, torch.arange(vocab, device=scores.device)
         keep = torch.isfinite(values)
-        if levers.top_p < 1.0:
-            probs = torch.exp(values - log_total)
-            keep &= (torch.cumsum(probs, dim=-1) - probs) < levers.top_p
         if levers.min_p > 0.0:
-            keep &= values >= values[0] + math.log(levers.min_p)
+            keep &= values >= min_p_floor(values[0], levers.min_p)
         keep[0] = True  # the most likely token always stays
         return values[keep], ids[keep]
+
+    def distribution(
+        self, logits: torch.Tensor, levers: Levers
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`pick` samples from, as (probabilities, token ids). Where typical-p is
+        on, the whole vocabulary, with zeros for the tokens it removed."""
+        import torch
+
+        scores = self.penalised(logits, levers)
+        if levers.is_greedy:
+            return torch.ones(1, device=scores.device), torch.argmax(scores).reshape(1)
+        if not torch.isfinite(scores.max()):
+            return torch.ones(1, device=scores.device), torch.argmax(
+                logits[: self._vocab_size]
+            ).reshape(1)
+        return self._sampled(logits, scores, levers)
+
+    def _sampled(
+        self, logits: torch.Tensor, scores: torch.Tensor, levers: Levers
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        if levers.typical_p < 1.0:
+            # Typical-p needs the entropy of the whole distribution: the full reference.
+            probs = torch.softmax(self.process(logits, levers), dim=-1)
+            return probs, torch.arange(probs.shape[-1], device=probs.device)
+        values, ids = self.candidates(scores, levers)
+        return torch.softmax(values, dim=-1), ids
 
     def pick(self, logits: torch.Tensor, levers: Levers, generator: torch.Generator) -> int:
         import torch
@@ -243,11 +234,6 @@ class TokenPicker:
             # Every token was banned (n-gram blocking on a tiny vocabulary): fall back to the
             # unpenalised choice rather than sampling from nothing.
             return int(torch.argmax(logits[: self._vocab_size]).item())
-        if levers.typical_p < 1.0:
-            processed = self.process(logits, levers)
-            probs = torch.softmax(processed, dim=-1)
-            return int(torch.multinomial(probs, 1, generator=generator).item())
-        values, ids = self.candidates(scores, levers)
-        probs = torch.softmax(values, dim=-1)
+        probs, ids = self._sampled(logits, scores, levers)
         choice = torch.multinomial(probs, 1, generator=generator)
         return int(ids[choice].item())

@@ -146,6 +146,8 @@ class GenerationResult:
     # Remote engines only: what was sent, and what went wrong (None: nothing).
     remote: RemoteProvenance | None = None
     fault: Fault | None = None
+    # Stop strings the prompt format added to the levers' own (see prompt.format_stops).
+    format_stops: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:

@@ -543,6 +543,7 @@ class ChatScreen(Screen[None]):
             stop_reason=(result.stop_reason if result else StopReason.ERROR) if final else None,
             error=(detail or (result.error if result else None)) if final else None,
             remote=result.remote if result else None,
+            format_stops=result.format_stops if result else (),
         )
 
     async def _report_reproduction(
