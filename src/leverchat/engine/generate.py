@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from leverchat.engine.compiled import CompiledStep
 from leverchat.engine.detokenize import IncrementalDecoder, StopStringFilter
+from leverchat.engine.inspection import TokenInspection
 from leverchat.engine.prompt import encode_messages, encode_within_budget, format_stops
 from leverchat.engine.sampling import TokenPicker
 from leverchat.engine.types import (
@@ -33,6 +34,8 @@ from leverchat.levers import random_seed
 
 if TYPE_CHECKING:
     import torch
+
+    from leverchat.engine.inspector import Inspector
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +156,7 @@ class Generator:
             picker = TokenPicker(prompt_ids, self.vocab_size, self.device)
             decoder = IncrementalDecoder(self.tokenizer)
             stop_filter = StopStringFilter()
+            inspector = self._inspector(request, state)
 
             with torch.inference_mode():
                 logits, reused = self._prefill(prompt_ids)
@@ -186,6 +190,8 @@ class Generator:
                     if token in self.eos_ids:
                         stop_reason = StopReason.END_OF_TURN
                         break
+                    if inspector is not None:  # before accept: as pick saw the penalties
+                        inspector.observe(picker, logits, levers, token)
                     picker.accept(token)
                     state.token_ids.append(token)
                     state.last_token_at = time.perf_counter()
@@ -193,6 +199,8 @@ class Generator:
                     shown, hit_stop = stop_filter.feed(decoder.step(token), stops)
                     state.emit(shown, on_chunk)
                     if hit_stop:
+                        if inspector is not None:
+                            inspector.mark_stop()
                         stop_reason = StopReason.STOP_STRING
                         break
                     if (
@@ -229,6 +237,15 @@ class Generator:
             )
 
     # -- internals ----------------------------------------------------------------------
+
+    def _inspector(self, request: GenerationRequest, state: _ReplyState) -> Inspector | None:
+        if request.inspect <= 0:
+            return None
+        from leverchat.engine.inspector import Inspector
+
+        inspector = Inspector(self.tokenizer, request.inspect)
+        state.inspections = inspector.records  # the same list: filled as the reply grows
+        return inspector
 
     def _prefill(self, prompt_ids: list[int]) -> tuple[Any, int]:
         """Feed the prompt, reusing the cached keys and values of the longest common prefix.
@@ -307,6 +324,7 @@ class Generator:
             error=error,
             token_ids=tuple(state.token_ids),
             format_stops=own_stops,
+            inspection=tuple(state.inspections),
         )
 
 
@@ -315,6 +333,7 @@ class _ReplyState:
         self.token_ids: list[int] = []
         self.pieces: list[str] = []
         self.changes: list[LeverChange] = []
+        self.inspections: list[TokenInspection] = []
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
 

@@ -99,6 +99,10 @@ class TokenPicker:
         self._reply_counts: dict[int, int] = {}
         self._reply_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
     def accept(self, token_id: int) -> None:
         """Record a generated token."""
         self._all_ids.append(token_id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from leverchat.engine.inspection import TokenInspection
 from leverchat.levers import Levers
 
 Role = Literal["system", "user", "assistant"]
@@ -81,6 +82,9 @@ class GenerationRequest:
     levers: LeverSource
     cancel: threading.Event = field(default_factory=threading.Event)
     prompt_format: PromptFormat = "auto"
+    # Token inspector: record the top ``inspect`` alternatives of every reply token (0: off,
+    # and then it costs nothing). See engine/inspection.py.
+    inspect: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,8 @@ class GenerationResult:
     fault: Fault | None = None
     # Stop strings the prompt format added to the levers' own (see prompt.format_stops).
     format_stops: tuple[str, ...] = ()
+    # One record per reply token when the request asked for inspection (else empty).
+    inspection: tuple[TokenInspection, ...] = ()
 
     @property
     def failed(self) -> bool:
