@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from leverchat.engine.types import ChatMessage, FixedLevers, GenerationRequest, 
 from leverchat.levers import Levers
 
 VOCAB = 40
-NO_FILTERS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0}
+NO_FILTERS: dict[str, Any] = {
+    "temperature": 1.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "min_p": 0.0,
+    "typical_p": 1.0,
+}
 
 LEVER_SETTINGS = [
     Levers(),  # the defaults: temperature 0.7, top-p 0.95, min-p 0.05
@@ -40,7 +47,7 @@ class _Tokenizer:
         return f"<{ids[0]}>"
 
 
-def _picker(prompt: list[int] = (), reply: list[int] = ()) -> TokenPicker:  # type: ignore[assignment]
+def _picker(prompt: Sequence[int] = (), reply: Sequence[int] = ()) -> TokenPicker:
     picker = TokenPicker(list(prompt), VOCAB, torch.device("cpu"))
     for token in reply:
         picker.accept(token)
