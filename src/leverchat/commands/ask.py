@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict
 from typing import Any, TextIO, cast
 
+from leverchat.commands.inspect_output import add_inspect_option, format_table, inspection_json
 from leverchat.commands.options import (
     add_lever_options,
     add_model_options,
@@ -72,6 +73,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="print one JSON object (text, stats, levers, seed, model, stop reason) instead",
     )
+    add_inspect_option(parser)
     add_model_options(parser)
     add_lever_options(parser)
     parser.set_defaults(handler=run)
@@ -199,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
         progress.clear()
         warn_dropped(info.unavailable_levers, levers, sys.stderr)
         load = {"seconds": time.perf_counter() - load_started, "converted": progress.converted}
-        request = GenerationRequest(messages, FixedLevers(levers), prompt_format=prompt_format)
+        request = GenerationRequest(
+            messages, FixedLevers(levers), prompt_format=prompt_format, inspect=args.inspect
+        )
         writer = _StreamWriter(sys.stdout, request.cancel) if not args.json else None
         future = engine.generate(request, writer.write if writer else None)
         interrupted: KeyboardInterrupt | None = None
@@ -215,9 +219,13 @@ def run(args: argparse.Namespace) -> int:
             data = result_to_json(result, info)
             data["load"] = load
             data.update(remote_json(result))
+            if args.inspect:
+                data["inspection"] = inspection_json(result, args.inspect)
             print(visible_json(data))
         elif args.stats:
             print(format_stats(result), file=sys.stderr)
+        if args.inspect and not args.json:
+            print(format_table(result, args.inspect), file=sys.stderr)
         if result.error:
             print(f"leverchat: generation failed: {visible(result.error)}", file=sys.stderr)
             return exit_code_for(result.fault, EXIT_ERROR)
