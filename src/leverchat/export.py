@@ -19,6 +19,11 @@ from typing import Any, Final, cast
 
 from leverchat import __version__
 from leverchat.chat import Conversation, Message, MessageStatus, ReplyProvenance
+from leverchat.engine.inspection import (
+    TokenInspection,
+    inspections_from_list,
+    inspections_to_list,
+)
 from leverchat.history import (
     ConversationInfo,
     ConversationRecord,
@@ -195,6 +200,8 @@ def _message_to_mapping(message: StoredMessage) -> dict[str, Any]:
         "created": message.created.isoformat(),
         "updated": message.updated.isoformat(),
         "provenance": (provenance_to_mapping(message.provenance) if message.provenance else None),
+        # Only replies generated with the token inspector on carry it (readers may skip it).
+        **({"inspection": inspections_to_list(message.inspection)} if message.inspection else {}),
     }
 
 
@@ -324,7 +331,16 @@ class _Reader:
             created=self.moment(item, "created", where),
             updated=self.moment(item, "updated", where),
             provenance=provenance,
+            inspection=self.inspection(item.get("inspection"), f"{where}.inspection"),
         )
+
+    def inspection(self, value: Any, where: str) -> tuple[TokenInspection, ...]:
+        if value is None:
+            return ()
+        try:
+            return inspections_from_list(value, where)
+        except ValueError as error:
+            raise ExportError(f"{self.source}: {error}") from None
 
 
 # --------------------------------------------------------------------------------------------

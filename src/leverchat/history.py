@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
+from leverchat import history_inspection as inspections
 from leverchat import history_rows as rows
 from leverchat import paths
 from leverchat.chat import (
@@ -46,6 +47,7 @@ from leverchat.chat import (
     new_id,
     title_from,
 )
+from leverchat.engine.inspection import TokenInspection
 from leverchat.engine.types import LeverChange, RemoteProvenance, Role, Stats, StopReason
 from leverchat.history_rows import SkippedRecord
 from leverchat.levers import LeverError, Levers
@@ -107,6 +109,8 @@ class StoredMessage:
     created: datetime
     updated: datetime
     provenance: ReplyProvenance | None = None
+    # The token inspector's records, when the reply was generated with it on (export only).
+    inspection: tuple[TokenInspection, ...] = ()
 
     def to_message(self, *, version: int = 1, version_count: int = 1) -> Message:
         return Message(
@@ -370,7 +374,11 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: tuple[Migration, ...] = (_migrate_0_to_1, _migrate_1_to_2)
+MIGRATIONS: tuple[Migration, ...] = (
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    inspections.migrate_2_to_3,
+)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _CONVERSATION_COLUMNS = frozenset(
@@ -391,6 +399,11 @@ REQUIRED_COLUMNS: Final[dict[int, dict[str, frozenset[str]]]] = {
     2: {
         "conversations": _CONVERSATION_COLUMNS,
         "messages": _MESSAGE_COLUMNS | {"parent_id", "active"},
+    },
+    3: {
+        "conversations": _CONVERSATION_COLUMNS,
+        "messages": _MESSAGE_COLUMNS | {"parent_id", "active"},
+        inspections.TABLE: inspections.COLUMNS,
     },
 }
 
@@ -919,9 +932,16 @@ class HistoryStore:
                 f"SELECT {_MESSAGE_SELECT} FROM messages WHERE conversation_id = ? ORDER BY seq",  # noqa: S608
                 (conversation_id,),
             ).fetchall()
+            inspected = inspections.load_for_chat(conn, conversation_id)
         messages, skipped = rows.collect(
             found, self._checked_message, conversation_id, drop_descendants=True
         )
+        messages = [
+            replace(message, inspection=inspected[message.id])
+            if message.id in inspected
+            else message
+            for message in messages
+        ]
         return ConversationRecord(info, tuple(messages), skipped)
 
     def import_record(self, record: ConversationRecord) -> str:
@@ -1101,6 +1121,16 @@ class HistoryStore:
                 )
         return True
 
+    def save_inspection(self, message_id: str, items: Sequence[TokenInspection]) -> bool:
+        """Store the token inspector's records of a reply; False if the reply is unknown."""
+        with self._transaction() as conn:
+            return inspections.save(conn, message_id, items)
+
+    def inspection(self, message_id: str) -> tuple[TokenInspection, ...]:
+        """A reply's token inspector records (empty: it was generated with the inspector off)."""
+        with self._snapshot() as conn:
+            return inspections.load(conn, message_id)
+
     def versions(self, message_id: str) -> tuple[Message, ...]:
         """Every version of the turn ``message_id`` belongs to, oldest first (it included)."""
         with self._snapshot() as conn:
@@ -1215,6 +1245,8 @@ class HistoryStore:
                 *provenance,
             ),
         )
+        if message.inspection:
+            inspections.save(conn, message.id, message.inspection)
 
     def _locate(self, conn: sqlite3.Connection, message_id: str) -> tuple[str, str | None]:
         row = conn.execute(
