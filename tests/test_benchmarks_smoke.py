@@ -135,3 +135,15 @@ def test_remote_overhead_compares_bare_client_engine_app_and_ask() -> None:
     assert set(result["tokens_per_s"]) == {"bare", "engine", "app"}
     assert result["ask"]["heavy_imported"] == []  # `ask` on a server never imports torch
     assert len(result["ask"]["first_byte_s"]) == 1
+
+
+def test_inspector_overhead_compares_off_and_on_for_each_lever_set(tiny_model_dir: Path) -> None:
+    result = run_benchmark("inspector_overhead", "--model", str(tiny_model_dir))
+    assert set(result["tokens_per_s"]) == {"default_off", "default_on", "active_off", "active_on"}
+    assert all(rate > 0 for rate in result["tokens_per_s"].values())
+    assert set(result["ratio_on_over_off"]) == {"default", "active"}
+    assert set(result["observe_us_per_token"]) == {"default", "active"}
+    assert result["top_n"] == 10
+    # The inspector only watches: the replies are the same tokens with it on.
+    assert result["same_tokens_on_and_off"] is True
+    assert isinstance(result["target_met"], bool)
