@@ -111,4 +111,4 @@ def test_a_reply_without_records_says_so() -> None:
         text="hi", stop_reason=StopReason.END_OF_TURN, stats=Stats(), seed=1, levers=Levers(),
         token_ids=(4, 5),
     )  # fmt: skip
-    assert "reported no token probabilities" in format_table(result, 10)
+    assert "no token probabilities were reported" in format_table(result, 10)

@@ -19,8 +19,8 @@ from leverchat.safetext import visible
 RAW_MEANING = "raw: the model's own probability at temperature 1, before any lever"
 AFTER_MEANING = "after: the probability in the distribution the token was sampled from"
 NOT_REPORTED = (
-    "this engine reported no token probabilities (a remote server records none here yet): "
-    "the reply is complete, its inspection is empty"
+    "no token probabilities were reported for this reply (of the servers, vLLM, SGLang, TGI, "
+    "llama-server and OpenAI report log-probabilities; others do not): its inspection is empty"
 )
 
 
@@ -74,17 +74,21 @@ def format_table(result: GenerationResult, top: int) -> str:
         f"token inspector: top {top} per token",
         "  raw = the model at temperature 1 · after = the distribution sampled from",
     ]
-    note = _missing_note(result)
+    note = _missing_note(result) or (result.inspection[0].note if result.inspection else "")
     if note:
         lines.append(note)
     for index, item in enumerate(result.inspection, start=1):
         stop = "  (completed a stop string: cut)" if item.stopped_by else ""
         raw = f"raw {_percent(item.raw)} (rank {_rank(item.raw_rank)})"
         after = f"after {_percent(item.after)} (rank {_rank(item.after_rank)})"
+        if item.reported is not None:
+            after += f"  reported {_percent(item.reported)}"
         lines.append(f"{index:>4} {_token(item.text)}  {raw}  {after}{stop}")
         for alt in item.alternatives:
-            mark = "*" if alt.token_id == item.token_id else " "
+            mark = "*" if alt.token_id is not None and alt.token_id == item.token_id else " "
             removed = f"  removed by {alt.removed_by}" if alt.removed_by else ""
+            if alt.reported is not None:
+                removed += f"  reported {_percent(alt.reported)}"
             text = _token(alt.text)
             lines.append(
                 f"     {mark} {text:<16} {_percent(alt.raw):>7} {_percent(alt.after):>7}{removed}"

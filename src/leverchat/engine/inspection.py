@@ -31,19 +31,22 @@ STOP_STRING: Final = "stop"
 class Alternative:
     """One of the model's likeliest tokens at this step."""
 
-    token_id: int
+    token_id: int | None  # None: a remote server names tokens by their text only
     text: str
     raw: float | None
     after: float | None
     # The lever that removed it from the distribution sampled from (None: it stayed).
     removed_by: str | None = None
+    # A remote server's own probability (its log-probability, exponentiated): what it means
+    # (before or after its samplers) is the server's choice, so it is kept apart from both.
+    reported: float | None = None
 
 
 @dataclass(frozen=True)
 class TokenInspection:
     """One reply token and what it was chosen from."""
 
-    token_id: int
+    token_id: int | None
     text: str
     raw: float | None
     after: float | None
@@ -55,6 +58,7 @@ class TokenInspection:
     stopped_by: str | None = None
     # Why some of the above is missing (a remote server that reports only part of it).
     note: str = ""
+    reported: float | None = None  # see Alternative.reported
 
 
 def inspection_to_mapping(item: TokenInspection) -> dict[str, Any]:
@@ -72,6 +76,7 @@ def inspection_to_mapping(item: TokenInspection) -> dict[str, Any]:
                 "raw": alt.raw,
                 "after": alt.after,
                 "removed_by": alt.removed_by,
+                **({"reported": alt.reported} if alt.reported is not None else {}),
             }
             for alt in item.alternatives
         ],
@@ -80,6 +85,8 @@ def inspection_to_mapping(item: TokenInspection) -> dict[str, Any]:
         out["stopped_by"] = item.stopped_by
     if item.note:
         out["note"] = item.note
+    if item.reported is not None:
+        out["reported"] = item.reported
     return out
 
 
@@ -106,6 +113,7 @@ def inspection_from_mapping(value: Any, where: str) -> TokenInspection:
         ),
         stopped_by=_optional_text(mapping, "stopped_by", where),
         note=_optional_text(mapping, "note", where) or "",
+        reported=_probability(mapping, "reported", where),
     )
 
 
@@ -123,6 +131,7 @@ def _alternative(value: Any, where: str) -> Alternative:
         raw=_probability(mapping, "raw", where),
         after=_probability(mapping, "after", where),
         removed_by=_optional_text(mapping, "removed_by", where),
+        reported=_probability(mapping, "reported", where),
     )
 
 
@@ -132,10 +141,12 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _token_id(mapping: Mapping[str, Any], where: str) -> int:
+def _token_id(mapping: Mapping[str, Any], where: str) -> int | None:
     value = mapping.get("token_id")
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where}.token_id must be a whole number >= 0, not {value!r}")
+        raise ValueError(f"{where}.token_id must be a whole number >= 0 or null, not {value!r}")
     return value
 
 

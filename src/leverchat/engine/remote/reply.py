@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from leverchat.engine.inspection import TokenInspection
+from leverchat.engine.remote import logprobs
 from leverchat.engine.remote.client import RemoteClient, RemoteError
 from leverchat.engine.remote.dialects import Dialect, WireRequest
 from leverchat.engine.remote.template import Renderer
@@ -57,6 +59,7 @@ class _Reply:
     continued: list[tuple[int, tuple[tuple[str, str], ...]]] = field(default_factory=list)
     requests: int = 0
     prompt_tokens: int = 0
+    inspections: list[TokenInspection] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -92,6 +95,8 @@ def generate_reply(
             if room <= 0:
                 return _result(session, reply, StopReason.MAX_TOKENS, seed, start_levers, tracker)
             wire = _wire(session, request.messages, _with_room(levers, room), seed, reply)
+            if request.inspect and session.dialect.name in logprobs.SUPPORTED:
+                wire = _with_logprobs(wire, session.dialect, request.inspect)
             reply.requests += 1
             if reply.requests == 1:
                 reply.sent = list(wire.sent)
@@ -107,6 +112,9 @@ def generate_reply(
                     reply.prompt_tokens = usage
                 if text:
                     reply.add(text, on_chunk)
+                if request.inspect:
+                    label = session.dialect.label
+                    reply.inspections.extend(logprobs.read(event, label, request.inspect))
                 if request.cancel.is_set():
                     break
                 if finish is not None:
@@ -218,6 +226,14 @@ def _wire(
     return dialect.chat_request(session.model_id, messages, levers, seed, prefix=reply.text)
 
 
+def _with_logprobs(wire: WireRequest, dialect: Dialect, top_n: int) -> WireRequest:
+    """Ask for the token inspector's log-probabilities (the chat route only: the completions
+    route a continuation may take reports them in another shape)."""
+    if wire.path != dialect.chat_path:
+        return wire
+    return replace(wire, body={**wire.body, **logprobs.request_fields(top_n)})
+
+
 def _read_event(event: Any) -> tuple[str, StopReason | None, int]:
     """(text, finish reason or None, prompt tokens or 0) of one event of any dialect."""
     if "message" in event or "done" in event:  # Ollama's /api/chat lines
@@ -292,6 +308,7 @@ def _result(
         error=error,
         remote=remote,
         fault=fault,
+        inspection=tuple(reply.inspections),
     )
 
 
