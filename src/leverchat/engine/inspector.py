@@ -26,7 +26,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from leverchat.engine.inspection import STOP_STRING, Alternative, TokenInspection
-from leverchat.engine.truncation import filter_min_p, filter_top_k, filter_top_p, filter_typical_p
+from leverchat.engine.truncation import (
+    filter_min_p,
+    filter_top_k,
+    filter_typical_p,
+    nucleus_candidates,
+)
 from leverchat.levers import Levers
 
 if TYPE_CHECKING:
@@ -99,6 +104,22 @@ def _filter(name: str, function: Callable[[torch.Tensor, Any], torch.Tensor]) ->
     )
 
 
+def filter_top_p_fast(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``filter_top_p`` by way of the picker's fast path (``nucleus_candidates``), which keeps
+    exactly the same tokens: the reference sorts the whole vocabulary (~10 ms of a ~50 ms
+    token on SmolLM2), the fast path looks at a few dozen candidates."""
+    import torch
+
+    from leverchat.engine.sampling import TokenPicker
+
+    if top_p >= 1.0:
+        return logits
+    _, kept = nucleus_candidates(logits, top_p, TokenPicker.FIRST_CANDIDATES)
+    remove = torch.ones_like(logits, dtype=torch.bool)
+    remove[kept] = False
+    return logits.masked_fill(remove, float("-inf"))
+
+
 def _is_on(name: str, value: Any) -> bool:
     if name == "top_k":
         return bool(value > 0)
@@ -115,7 +136,7 @@ STAGES: tuple[Stage, ...] = (
     _penalty("no_repeat_ngram_size"),
     Stage("temperature", lambda levers: True, _temperature),
     _filter("top_k", filter_top_k),
-    _filter("top_p", filter_top_p),
+    _filter("top_p", filter_top_p_fast),
     _filter("min_p", filter_min_p),
     _filter("typical_p", filter_typical_p),
 )
