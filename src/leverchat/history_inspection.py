@@ -47,8 +47,10 @@ def save(conn: sqlite3.Connection, message_id: str, items: Sequence[TokenInspect
     ).fetchone()
     if found is None:
         return False
+    # An upsert, not INSERT OR REPLACE: a replace is a delete, which cascades (RELIABILITY.md).
     conn.execute(
-        f"INSERT OR REPLACE INTO {TABLE} (message_id, data) VALUES (?, ?)",  # noqa: S608
+        f"INSERT INTO {TABLE} (message_id, data) VALUES (?, ?)"  # noqa: S608
+        " ON CONFLICT (message_id) DO UPDATE SET data = excluded.data",
         (message_id, json.dumps(inspections_to_list(items), ensure_ascii=False)),
     )
     return True
