@@ -184,9 +184,10 @@ def attribute(
                 removed[token] = stage.name
             elif stage.penalty and new < old:
                 lowered.setdefault(token, stage.name)
-    pushed = [token for token, name in removed.items() if not _is_penalty(name, stages)]
-    penalties = [stage.name for stage in stages if stage.penalty and stage.active(levers)]
-    if pushed and penalties:
+    # Only a token a penalty lowered can have been pushed out by it: the replay without the
+    # penalties runs only for those (a seen token among the likeliest, in a chat often).
+    pushed = [token for token, name in removed.items() if token in lowered]
+    if pushed:
         unpenalised = run_stages(
             logits[: picker.vocab_size].float(), levers, picker, stages, skip_penalties=True
         )
@@ -194,12 +195,8 @@ def attribute(
         for token, value in zip(pushed, kept, strict=True):
             if value != float("-inf"):
                 # Without the penalties it would have stayed: the penalty pushed it out.
-                removed[token] = lowered.get(token, penalties[0])
+                removed[token] = lowered[token]
     return removed
-
-
-def _is_penalty(name: str, stages: Sequence[Stage]) -> bool:
-    return any(stage.name == name and stage.penalty for stage in stages)
 
 
 class Inspector:
