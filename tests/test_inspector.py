@@ -154,9 +154,10 @@ def test_a_typical_p_cut_is_credited_to_typical_p() -> None:
 
 def test_a_penalty_that_pushes_a_token_past_a_filter_is_credited_to_the_penalty() -> None:
     # Token 0 would win, but it was said before: the repetition penalty halves its logit
-    # (4 -> 2), below token 1 (3.5), and top-k 1 then cuts it. Token 2 is cut by top-k anyway.
+    # (4 -> 2), below token 1 (3.5), and top-k 1 then cuts it. Token 2 was said too, but top-k
+    # would cut it without the penalty as well: top-k removed it.
     levers = Levers(temperature=1.0, top_k=1, top_p=1.0, min_p=0.0, repetition_penalty=2.0)
-    record = _observe(_ordered_logits(), levers, _picker(prompt=[0]))
+    record = _observe(_ordered_logits(), levers, _picker(prompt=[0, 2]))
     removed = _removed(record)
     assert record.token_id == 1
     assert removed[0] == "repetition_penalty"
