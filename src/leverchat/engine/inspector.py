@@ -186,7 +186,7 @@ def attribute(
                 lowered.setdefault(token, stage.name)
     # Only a token a penalty lowered can have been pushed out by it: the replay without the
     # penalties runs only for those (a seen token among the likeliest, in a chat often).
-    pushed = [token for token, name in removed.items() if token in lowered]
+    pushed = [token for token in removed if token in lowered]
     if pushed:
         unpenalised = run_stages(
             logits[: picker.vocab_size].float(), levers, picker, stages, skip_penalties=True
