@@ -15,11 +15,9 @@ quit or a signal, :meth:`ChatScreen.save_and_stop` saves a streaming reply synch
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from functools import partial
 from typing import ClassVar
 
 from textual import on, work
@@ -31,24 +29,19 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Markdown
 
-from leverchat.chat import Conversation, Message, MessageStatus, ReplyProvenance, new_id
+from leverchat.chat import Conversation, Message, MessageStatus
 from leverchat.engine.types import (
     ChatEngine,
-    GenerationRequest,
     GenerationResult,
-    LeverSource,
     LoadProgress,
     ModelInfo,
     ModelSpec,
-    Stats,
-    StopReason,
 )
 from leverchat.history import HistoryError
-from leverchat.levers import Levers, LiveLevers, random_seed
+from leverchat.levers import LiveLevers
 from leverchat.profiles import ProfileConflictError, ProfileError
-from leverchat.replay import ReplayLevers, compare_texts, replay_start_levers
 from leverchat.safetext import single_line
-from leverchat.ui import hints
+from leverchat.ui import hints, reply_lifecycle
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
@@ -61,12 +54,12 @@ from leverchat.ui.messages import (
 from leverchat.ui.profile_session import ProfileSession
 from leverchat.ui.remote_levers import show_unavailable
 from leverchat.ui.replies import (
-    ChunkBuffer,
-    FreshSeed,
     ReplySettings,
     code_blocks,
     describe_changes,
 )
+from leverchat.ui.reply_lifecycle import Reply
+from leverchat.ui.reproduce import replay_plan
 from leverchat.ui.unsaved_guard import ask_before_switching
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
@@ -80,34 +73,6 @@ WIDE_LAYOUT_COLUMNS = 100  # from this width the panel shows beside the chat by 
 BOTTOM_BAR_ROWS = 2  # the status line and the footer
 SAVE_INTERVAL_S = 0.5  # a streaming reply is saved this often (kill -9 loses at most this)
 EXIT_WAIT_S = 1.0  # on quit or a signal, how long to wait for the engine's final result
-
-
-@dataclass(frozen=True)
-class _ReplayPlan:
-    """Reproducing a recorded reply: what it was, to compare the new text with."""
-
-    original_id: str
-    original_text: str
-    original_complete: bool
-    provenance: ReplyProvenance
-    stop_after_tokens: int | None
-
-
-@dataclass
-class _Reply:
-    reply_id: str
-    view: ReplyView
-    settings: ReplySettings
-    new_seed: bool = False
-    request: GenerationRequest | None = None
-    buffer: ChunkBuffer = field(default_factory=ChunkBuffer)
-    future: Future[GenerationResult] | None = None
-    replay: _ReplayPlan | None = None
-    saved: bool = False  # the reply row exists in the history
-    saved_at: float = 0.0
-    saved_length: int = 0
-    # The seed this reply runs with (chosen when it starts; None for a replay, which has one).
-    seed: int | None = None
 
 
 class ChatScreen(Screen[None]):
@@ -158,7 +123,7 @@ class ChatScreen(Screen[None]):
         self.load_error: str | None = None
         self.load_status: str | None = "Starting the model…"
         self.last_result: GenerationResult | None = None
-        self._reply: _Reply | None = None
+        self._reply: Reply | None = None
         self._last_settings: ReplySettings | None = None
         self._flush_timer: Timer | None = None
         self._flush_pacer = FlushPacer()
@@ -188,7 +153,7 @@ class ChatScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._flush_timer = self.set_interval(
-            self._flush_pacer.min_interval, self._flush, pause=True
+            self._flush_pacer.min_interval, partial(reply_lifecycle.flush, self), pause=True
         )
         self._refresh_profile_list()
         self._apply_layout(self.app.size.width, self.app.size.height)
@@ -279,7 +244,7 @@ class ChatScreen(Screen[None]):
         show_unavailable(self.panel, message.info.unavailable_levers)
         self._refresh_status()
         if self._reply is not None and self._reply.future is None:
-            self._launch(self._reply)
+            reply_lifecycle.launch(self, self._reply)
 
     @on(ModelLoadFailed)
     async def _on_model_load_failed(self, message: ModelLoadFailed) -> None:
@@ -293,8 +258,8 @@ class ChatScreen(Screen[None]):
             )
         )
         if self._reply is not None and self._reply.future is None:
-            await self._end_reply(
-                self._reply, None, MessageStatus.FAILED, f"no model: {message.error}"
+            await reply_lifecycle.end_reply(
+                self, self._reply, None, MessageStatus.FAILED, f"no model: {message.error}"
             )
 
     # -- sending and streaming ---------------------------------------------------------------
@@ -305,262 +270,24 @@ class ChatScreen(Screen[None]):
 
     async def send(self, text: str) -> bool:
         """Send ``text`` as the user's next message. Refused (text kept) while a reply runs."""
-        if self._reply is not None:
-            self.notify(hints.busy_send(self.app), severity="warning")
-            return False
-        self.prompt.clear_prompt()
-        await self._mark_changes()
-        parent_id = self.conversation.messages[-1].id if self.conversation.messages else None
-        self.conversation = self.conversation.with_user(text)
-        message = self.conversation.messages[-1]
-        settings = self._last_settings or self._settings()
-        self.history.ensure_chat(
-            self.conversation, settings.profile, settings.system_prompt, settings.levers
-        )
-        self._saved_settings = self._saved_settings or settings
-        self.history.add_user_message(self.conversation.id, message, parent_id)
-        await self.chat.add(UserMessage(message.id, text))
-        await self._start_reply(new_seed=False)
-        return True
-
-    def _settings(self) -> ReplySettings:
-        # A value typed in the panel but not confirmed with Enter still counts when sending.
-        committed = self.panel.commit_pending()
-        if committed:
-            self.live_levers.set(Levers.from_mapping(committed, base=self.live_levers.get()))
-        return ReplySettings(self.profiles.profile.name, self.system_prompt, self.live_levers.get())
-
-    async def _mark_changes(self) -> None:
-        settings = self._settings()
-        if self._last_settings is not None:
-            description = describe_changes(self._last_settings, settings)
-            if description is not None:
-                await self.chat.add(ChangeMarker(description))
-        self._last_settings = settings
-        self._save_settings(settings)
-
-    def _save_settings(self, settings: ReplySettings) -> None:
-        """Write the chat's profile, system prompt and levers when they changed."""
-        if not self.history.is_saved(self.conversation.id) or settings == self._saved_settings:
-            return
-        self.history.set_settings(
-            self.conversation.id, settings.profile, settings.system_prompt, settings.levers
-        )
-        self._saved_settings = settings
-
-    async def _start_reply(self, *, new_seed: bool, replay: _ReplayPlan | None = None) -> None:
-        reply_id = new_id()
-        waiting = self.model_info is None and self.load_error is None
-        view = ReplyView(reply_id, waiting=waiting)
-        if replay is not None:
-            recorded = replay.provenance
-            settings = ReplySettings(recorded.profile, recorded.system_prompt, recorded.levers)
-        else:
-            settings = self._settings()
-        reply = _Reply(reply_id, view, settings, new_seed=new_seed, replay=replay)
-        if replay is None:
-            # Pick the seed now rather than letting the engine pick it, so that it is saved
-            # with the reply from its first token: a reply cut short by a kill can still be
-            # reproduced.
-            fixed = settings.levers.seed
-            reply.seed = fixed if fixed is not None and not new_seed else random_seed()
-        self._reply = reply
-        parent = self.conversation.messages[-1] if self.conversation.messages else None
-        self.conversation = self.conversation.with_reply(
-            "", status=MessageStatus.STREAMING, message_id=reply_id
-        )
-        if parent is not None and self.history.is_saved(self.conversation.id):
-            stored = self.history.start_reply(
-                self.conversation.id, reply_id, parent.id, self._provenance(reply, None, "")
-            )
-            if stored is not None:
-                reply.saved = True
-                view.set_version(stored.version, stored.version_count)
-        self.chat.follow()
-        await self.chat.add(view)
-        self._refresh_status()
-        if self.model_info is not None:
-            self._launch(reply)
-        elif self.load_error is not None:
-            await self._end_reply(
-                reply, None, MessageStatus.FAILED, f"no model is loaded: {self.load_error}"
-            )
-
-    def _launch(self, reply: _Reply) -> None:
-        """Hand the conversation to the engine (the model is ready)."""
-        reply.view.set_waiting(False)
-        messages = self.conversation.without_last_reply().to_chat_messages(
-            reply.settings.system_prompt
-        )
-        cancel = threading.Event()
-        source: LeverSource = self.live_levers
-        if reply.replay is not None:
-            recorded = reply.replay.provenance
-            source = ReplayLevers(
-                replay_start_levers(recorded.levers, recorded.seed),
-                recorded.lever_changes,
-                cancel=cancel,
-                stop_after_tokens=reply.replay.stop_after_tokens,
-            )
-        elif reply.seed is not None and reply.seed != self.live_levers.get().seed:
-            source = FreshSeed(self.live_levers, reply.seed)
-        request = GenerationRequest(
-            messages,
-            levers=source,
-            cancel=cancel,
-            prompt_format=self.profiles.profile.prompt_format,
-        )
-        reply.request = request
-        reply_id = reply.reply_id
-
-        def done(future: Future[GenerationResult]) -> None:
-            error = future.exception()
-            if error is not None:
-                self.post_message(ReplyFinished(reply_id, None, str(error) or repr(error)))
-            else:
-                self.post_message(ReplyFinished(reply_id, future.result()))
-
-        reply.future = self.engine.generate(request, reply.buffer.append)
-        self._flush_pacer.start()
-        if self._flush_timer is not None:
-            self._flush_timer.resume()
-        reply.future.add_done_callback(done)
-
-    async def _flush(self) -> None:
-        if not self._flush_pacer.due():
-            return
-        async with self._view_lock:
-            await self._flush_locked()
-
-    async def _flush_locked(self) -> None:
-        reply = self._reply
-        if reply is None:
-            return
-        text = reply.buffer.drain()
-        if text:
-            # One layout for the whole batch (the Markdown blocks and the status under them).
-            with self.app.batch_update():
-                await reply.view.append(text)
-            self._flush_pacer.flushed()
-        self._save_progress(reply)
-
-    def _save_progress(self, reply: _Reply, *, force: bool = False) -> None:
-        """Save the streamed text (at most every SAVE_INTERVAL_S: one short row update)."""
-        if reply is not self._reply:
-            # It ended (save_and_stop ran on a signal while this flush awaited the view): its
-            # final row is written, and an update would mark it streaming again.
-            return
-        if not reply.saved or len(reply.view.text) == reply.saved_length:
-            return
-        now = time.monotonic()
-        if force or now - reply.saved_at >= SAVE_INTERVAL_S:
-            self.history.update_reply(reply.reply_id, reply.view.text)
-            reply.saved_at = now
-            reply.saved_length = len(reply.view.text)
+        return await reply_lifecycle.send(self, text)
 
     @on(ReplyFinished)
     async def _on_reply_finished(self, message: ReplyFinished) -> None:
         async with self._view_lock:
-            await self._finish_reply(message)
+            await reply_lifecycle.finish_reply(self, message)
 
-    async def _finish_reply(self, message: ReplyFinished) -> None:
-        reply = self._reply
-        if reply is None or reply.reply_id != message.reply_id:
-            return
-        await self._flush_locked()
-        result = message.result
-        if result is None:
-            await self._end_reply(reply, None, MessageStatus.FAILED, message.error or "")
-            return
-        if result.stop_reason is StopReason.ERROR:
-            status, detail = MessageStatus.FAILED, result.error or "the engine failed"
-        elif result.stop_reason is StopReason.CANCELLED:
-            status, detail = MessageStatus.STOPPED, ""
-        elif result.stop_reason is StopReason.INTERRUPTED:  # a server's stream was cut
-            status, detail = MessageStatus.INTERRUPTED, result.error or ""
-        else:
-            status, detail = MessageStatus.COMPLETE, ""
-        if result.text and result.text != reply.view.text:
-            await reply.view.set_text(result.text)
-        await self._end_reply(reply, result, status, detail)
-        if result.stats.trimmed_messages:
-            await self.chat.add(
-                Notice(
-                    f"The {result.stats.trimmed_messages} oldest messages no longer fit the "
-                    "context window: the model did not see them (the system prompt was kept)."
-                )
-            )
+    def _save_progress(self, reply: Reply, *, force: bool = False) -> None:
+        reply_lifecycle.save_progress(self, reply, force=force)
 
-    async def _end_reply(
-        self,
-        reply: _Reply,
-        result: GenerationResult | None,
-        status: MessageStatus,
-        detail: str,
-    ) -> None:
-        self._reply = None
-        if self._flush_timer is not None:
-            self._flush_timer.pause()
-        text = reply.view.text
-        provenance = self._provenance(reply, result, detail, final=True)
-        self.conversation = self.conversation.with_reply(
-            text, status=status, provenance=provenance, message_id=reply.reply_id
-        )
-        if reply.saved:
-            self.history.finish_reply(reply.reply_id, text, status, provenance)
-            # finish_reply makes the reply's levers the chat's; a reproduction (or a
-            # regenerate with a fresh seed) ran with a seed the user did not choose.
-            self._saved_settings = None
-            self._save_settings(self._current_settings())
-        if result is not None:
-            self.last_result = result
-        await reply.view.finish(status, detail)
-        self._refresh_status()
-        if reply.replay is not None and result is not None and not result.failed:
-            await self._report_reproduction(reply.replay, text, provenance)
+    def cancel_reply(self) -> None:
+        """Stop the streaming reply, if any (quit, SIGTERM, SIGHUP)."""
+        if self._reply is not None:
+            reply_lifecycle.cancel(self._reply)
 
-    def _provenance(
-        self,
-        reply: _Reply,
-        result: GenerationResult | None,
-        detail: str,
-        *,
-        final: bool = False,
-    ) -> ReplyProvenance:
-        """What produced ``reply``: at its start (``final`` False) or at its end."""
-        settings = reply.settings
-        seed = reply.seed
-        if reply.replay is not None:
-            seed = reply.replay.provenance.seed
-        return ReplyProvenance(
-            model=self.model_info.name if self.model_info else "",
-            profile=settings.profile,
-            system_prompt=settings.system_prompt,
-            levers=result.levers if result else settings.levers,
-            seed=result.seed if result else seed,
-            lever_changes=result.lever_changes if result else (),
-            stats=result.stats if result else Stats(),
-            stop_reason=(result.stop_reason if result else StopReason.ERROR) if final else None,
-            error=(detail or (result.error if result else None)) if final else None,
-            remote=result.remote if result else None,
-            format_stops=result.format_stops if result else (),
-        )
-
-    async def _report_reproduction(
-        self, plan: _ReplayPlan, text: str, provenance: ReplyProvenance
-    ) -> None:
-        comparison = compare_texts(
-            plan.original_text, text, original_complete=plan.original_complete
-        )
-        verdict = comparison.describe(plan.original_text, text)
-        if plan.provenance.model and plan.provenance.model != provenance.model:
-            verdict += (
-                f" (recorded with {plan.provenance.model}, reproduced with {provenance.model})"
-            )
-        await self.chat.add(
-            Notice(verdict, error=not (comparison.identical or comparison.prefix_only))
-        )
-        self.notify(verdict, markup=False, timeout=8)
+    def save_and_stop(self, status: MessageStatus = MessageStatus.STOPPED) -> None:
+        """Stop a streaming reply and save everything now (quit, SIGTERM, SIGHUP)."""
+        reply_lifecycle.save_and_stop(self, status)
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -571,47 +298,6 @@ class ChatScreen(Screen[None]):
             focused = self.focused
             return self._reply is not None or focused is not self.prompt
         return True
-
-    def cancel_reply(self) -> None:
-        """Stop the streaming reply, if any (quit, SIGTERM, SIGHUP)."""
-        reply = self._reply
-        if reply is not None and reply.request is not None:
-            reply.request.cancel.set()
-
-    def save_and_stop(self, status: MessageStatus = MessageStatus.STOPPED) -> None:
-        """Stop a streaming reply and save everything now (quit, SIGTERM, SIGHUP).
-
-        Synchronous on purpose: the app is about to exit, so no message will be handled
-        after this. Waits at most EXIT_WAIT_S for the engine's final result (it stops within
-        one token) to save the reply's full provenance.
-        """
-        reply = self._reply
-        if reply is not None:
-            self._reply = None
-            self.cancel_reply_of(reply)
-            result: GenerationResult | None = None
-            if reply.future is not None:
-                try:
-                    result = reply.future.result(timeout=EXIT_WAIT_S)
-                except (FutureTimeout, Exception):  # saving matters more than why it failed
-                    result = None
-            text = reply.view.text + reply.buffer.drain()
-            if result is not None and result.text.startswith(text):
-                text = result.text
-            reply.view.text = text
-            if reply.saved:
-                detail = "" if result is None else (result.error or "")
-                provenance = self._provenance(reply, result, detail, final=True)
-                self.history.finish_reply(reply.reply_id, text, status, provenance)
-        self._save_settings(self._current_settings())
-
-    def _current_settings(self) -> ReplySettings:
-        return ReplySettings(self.profiles.profile.name, self.system_prompt, self.live_levers.get())
-
-    @staticmethod
-    def cancel_reply_of(reply: _Reply) -> None:
-        if reply.request is not None:
-            reply.request.cancel.set()
 
     def on_unmount(self) -> None:
         self.save_and_stop(MessageStatus.STOPPED)
@@ -626,10 +312,7 @@ class ChatScreen(Screen[None]):
                 panel.display = False
             self.prompt.focus()
             return
-        if reply.request is not None:
-            reply.request.cancel.set()  # the engine stops within one token
-        else:
-            await self._end_reply(reply, None, MessageStatus.STOPPED, "")
+        await reply_lifecycle.stop(self, reply)
 
     def action_toggle_panel(self) -> None:
         panel = self.panel
@@ -809,22 +492,13 @@ class ChatScreen(Screen[None]):
             self.notify("Wait for the model to load, then reproduce.")
             return
         index = self.conversation.messages.index(target)
-        # A reply cut short (stopped, or saved at a hangup) is reproduced to the same length.
-        cut = target.status in (MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
-        stopped = cut and recorded.stats.new_tokens > 0
-        plan = _ReplayPlan(
-            original_id=target.id,
-            original_text=target.content,
-            original_complete=target.status is MessageStatus.COMPLETE,
-            provenance=recorded,
-            stop_after_tokens=recorded.stats.new_tokens if stopped else None,
-        )
+        plan = replay_plan(target, recorded)
         # The recorded reply stays a version of its turn; the reproduction becomes the active
         # one (for an earlier reply, what followed it stays on the other version's branch).
         self.conversation = replace(self.conversation, messages=self.conversation.messages[:index])
         await self._render_conversation()
         self.notify("Reproducing the reply with its recorded levers and seed…", timeout=3)
-        await self._start_reply(new_seed=False, replay=plan)
+        await reply_lifecycle.start_reply(self, new_seed=False, replay=plan)
 
     def action_chat_list(self) -> None:
         from leverchat.ui.screens.chat_list import ChatListScreen
@@ -867,8 +541,8 @@ class ChatScreen(Screen[None]):
         self.conversation = self.conversation.without_last_reply()
         if view is not None:
             await self.chat.remove_from(view)
-        await self._mark_changes()
-        await self._start_reply(new_seed=True)
+        await reply_lifecycle.mark_changes(self)
+        await reply_lifecycle.start_reply(self, new_seed=True)
 
     async def action_edit_last(self) -> None:
         if self._reply is not None:
