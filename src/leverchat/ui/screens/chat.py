@@ -41,7 +41,7 @@ from leverchat.history import HistoryError
 from leverchat.levers import LiveLevers
 from leverchat.profiles import ProfileConflictError, ProfileError
 from leverchat.safetext import single_line
-from leverchat.ui import hints, reply_lifecycle
+from leverchat.ui import hints, reply_lifecycle, saved_chats
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
@@ -56,7 +56,6 @@ from leverchat.ui.remote_levers import show_unavailable
 from leverchat.ui.replies import (
     ReplySettings,
     code_blocks,
-    describe_changes,
 )
 from leverchat.ui.reply_lifecycle import Reply
 from leverchat.ui.reproduce import replay_plan
@@ -64,7 +63,7 @@ from leverchat.ui.unsaved_guard import ask_before_switching
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.lever_panel import LeverPanel
-from leverchat.ui.widgets.messages_view import ChangeMarker, Notice, ReplyView, UserMessage
+from leverchat.ui.widgets.messages_view import Notice, ReplyView, UserMessage
 from leverchat.ui.widgets.prompt_input import PromptInput
 from leverchat.ui.widgets.status_line import StatusLine, StatusState
 from leverchat.wording import sentence
@@ -335,98 +334,17 @@ class ChatScreen(Screen[None]):
         else:
             self.chat.scroll_page_down()
 
-    async def action_new_chat(self) -> None:
-        # A reply still streaming is stopped and saved as it is; so are the settings.
-        self.save_and_stop(MessageStatus.STOPPED)
-        if self._flush_timer is not None:
-            self._flush_timer.pause()
-        self.conversation = Conversation()
-        self._last_settings = None
-        self._saved_settings = None
-        self.last_result = None
-        async with self._view_lock:
-            await self.chat.clear()
-        self._refresh_status()
-        self.prompt.focus()
-
     # -- saved chats -----------------------------------------------------------------------
+
+    async def action_new_chat(self) -> None:
+        await saved_chats.new_chat(self)
+
+    def action_chat_list(self) -> None:
+        saved_chats.show_chat_list(self)
 
     async def open_chat(self, chat_id: str) -> bool:
         """Show a saved chat and restore the profile, system prompt and levers at its end."""
-        if self._reply is not None:
-            self.notify(hints.busy(self.app))
-            return False
-        try:
-            conversation, info, skipped = self.history.load(chat_id)
-        except HistoryError as error:
-            self.notify(f"Could not open the chat: {error}", severity="error", markup=False)
-            return False
-        for record in skipped:  # damaged rows: the rest of the chat opens, the user is told
-            self.notify(record.describe(), severity="warning", markup=False, timeout=10)
-        self.save_and_stop()  # the settings of the chat being left
-        if info.profile and info.profile != self.profiles.profile.name:
-            if info.profile in self.profiles.names():
-                try:
-                    self.profiles.switch(info.profile)
-                except (ProfileError, OSError) as error:
-                    self.notify(
-                        f"Could not switch to profile {single_line(info.profile, 40)}: {error}",
-                        severity="warning",
-                        markup=False,
-                    )
-            else:
-                self.notify(
-                    f"This chat used profile {single_line(info.profile, 40)}, which no longer "
-                    "exists: its system prompt and levers are restored on "
-                    f"{sentence(single_line(self.profiles.profile.name, 40))}",
-                    severity="warning",
-                    markup=False,
-                    timeout=8,
-                )
-        self.live_levers.set(info.levers)
-        self.system_prompt = info.system_prompt
-        self.panel.show_levers(info.levers)
-        self.panel.show_system_prompt(info.system_prompt)
-        self._refresh_profile_list()
-        self.history.known(conversation.id)
-        self.conversation = conversation
-        self.last_result = None
-        settings = ReplySettings(self.profiles.profile.name, self.system_prompt, info.levers)
-        self._last_settings = settings
-        self._saved_settings = settings
-        await self._render_conversation()
-        self.notify(
-            f"Opened: {single_line(conversation.title or 'untitled chat', 60)}", markup=False
-        )
-        self.prompt.focus()
-        return True
-
-    async def _render_conversation(self, focus_id: str | None = None) -> None:
-        """Show ``self.conversation`` from scratch (opened, or another version chosen)."""
-        widgets: list[UserMessage | ReplyView | ChangeMarker] = []
-        previous: ReplySettings | None = None
-        for message in self.conversation.messages:
-            if message.role == "user":
-                widgets.append(UserMessage(message.id, message.content))
-                continue
-            recorded = message.provenance
-            if recorded is not None:
-                settings = ReplySettings(recorded.profile, recorded.system_prompt, recorded.levers)
-                change = describe_changes(previous, settings) if previous is not None else None
-                if change is not None:
-                    widgets.insert(len(widgets) - 1, ChangeMarker(change))
-                previous = settings
-            widgets.append(_finished_view(message))
-        async with self._view_lock:
-            await self.chat.clear()
-            if widgets:
-                await self.chat.add(*widgets)
-        self.chat.follow()
-        if focus_id is not None:
-            view = self.chat.reply(focus_id) or self.chat.user_message(focus_id)
-            if view is not None:
-                view.focus()
-                view.scroll_visible(animate=False)
+        return await saved_chats.open_chat(self, chat_id)
 
     def _target_message(self, role: str) -> Message | None:
         """The focused message (of ``role``, or any when role is ""), else the last reply."""
@@ -469,7 +387,7 @@ class ChatScreen(Screen[None]):
         if conversation is None:
             return
         self.conversation = conversation
-        await self._render_conversation(focus_id=ids[wanted])
+        await saved_chats.render_conversation(self, focus_id=ids[wanted])
         self.notify(f"Version {wanted + 1}/{len(ids)}: the chat continues from it.", timeout=2)
 
     async def action_reproduce(self) -> None:
@@ -496,37 +414,9 @@ class ChatScreen(Screen[None]):
         # The recorded reply stays a version of its turn; the reproduction becomes the active
         # one (for an earlier reply, what followed it stays on the other version's branch).
         self.conversation = replace(self.conversation, messages=self.conversation.messages[:index])
-        await self._render_conversation()
+        await saved_chats.render_conversation(self)
         self.notify("Reproducing the reply with its recorded levers and seed…", timeout=3)
         await reply_lifecycle.start_reply(self, new_seed=False, replay=plan)
-
-    def action_chat_list(self) -> None:
-        from leverchat.ui.screens.chat_list import ChatListScreen
-
-        if not self.history.enabled:
-            self.notify(
-                self.history.problem or "The history is off: there are no saved chats.",
-                severity="warning",
-                markup=False,
-            )
-            return
-
-        async def chosen(chat_id: str | None) -> None:
-            if chat_id is not None and chat_id != self.conversation.id:
-                await self.open_chat(chat_id)
-
-        self.app.push_screen(
-            ChatListScreen(self.history, self.conversation.id, self._chat_changed), chosen
-        )
-
-    async def _chat_changed(self, chat_id: str, title: str | None) -> None:
-        """The chat list renamed (``title``) or deleted (None) ``chat_id``."""
-        if chat_id != self.conversation.id:
-            return
-        if title is not None:
-            self.conversation = replace(self.conversation, title=title)
-        else:
-            await self.action_new_chat()
 
     async def action_regenerate(self) -> None:
         if self._reply is not None:
@@ -756,22 +646,3 @@ class ChatScreen(Screen[None]):
         source = await self.app.push_screen_wait(LoadModelScreen(self.model_spec.source or ""))
         if source is not None:
             self.load_model(replace(self.model_spec, source=source or None))
-
-
-def _finished_view(message: Message) -> ReplyView:
-    """A saved reply as the transcript shows it, with how it ended and its version."""
-    detail = ""
-    if message.status is MessageStatus.FAILED and message.provenance is not None:
-        detail = message.provenance.error or ""
-    status = message.status
-    if status is MessageStatus.STREAMING:
-        # Still being written by another leverchat (or not marked yet): nothing streams here.
-        status = MessageStatus.INTERRUPTED
-    return ReplyView(
-        message.id,
-        message.content,
-        status=status,
-        detail=detail,
-        version=message.version,
-        version_count=message.version_count,
-    )
