@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Markdown
 
-from leverchat.chat import Conversation, Message, MessageStatus
+from leverchat.chat import Conversation, MessageStatus
 from leverchat.engine.types import (
     ChatEngine,
     GenerationResult,
@@ -37,11 +37,10 @@ from leverchat.engine.types import (
     ModelInfo,
     ModelSpec,
 )
-from leverchat.history import HistoryError
 from leverchat.levers import LiveLevers
 from leverchat.profiles import ProfileConflictError, ProfileError
 from leverchat.safetext import single_line
-from leverchat.ui import hints, reply_lifecycle, saved_chats
+from leverchat.ui import hints, reply_lifecycle, saved_chats, versions
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
@@ -58,12 +57,11 @@ from leverchat.ui.replies import (
     code_blocks,
 )
 from leverchat.ui.reply_lifecycle import Reply
-from leverchat.ui.reproduce import replay_plan
 from leverchat.ui.unsaved_guard import ask_before_switching
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.lever_panel import LeverPanel
-from leverchat.ui.widgets.messages_view import Notice, ReplyView, UserMessage
+from leverchat.ui.widgets.messages_view import Notice, ReplyView
 from leverchat.ui.widgets.prompt_input import PromptInput
 from leverchat.ui.widgets.status_line import StatusLine, StatusState
 from leverchat.wording import sentence
@@ -346,113 +344,19 @@ class ChatScreen(Screen[None]):
         """Show a saved chat and restore the profile, system prompt and levers at its end."""
         return await saved_chats.open_chat(self, chat_id)
 
-    def _target_message(self, role: str) -> Message | None:
-        """The focused message (of ``role``, or any when role is ""), else the last reply."""
-        focused = self.focused
-        focused_id = None
-        if isinstance(focused, ReplyView):
-            focused_id = focused.reply_id
-        elif isinstance(focused, UserMessage) and role != "assistant":
-            focused_id = focused.message_id
-        for message in self.conversation.messages:
-            if message.id == focused_id:
-                return message
-        return self.conversation.last_reply
-
     async def action_step_version(self, step: int) -> None:
         """Show the previous (-1) or next (1) version of the focused or last reply."""
-        if self._reply is not None:
-            self.notify(hints.busy(self.app))
-            return
-        target = self._target_message("")
-        if target is None:
-            self.notify("There is no reply yet.")
-            return
-        if not self.history.is_saved(self.conversation.id):
-            self.notify("Versions are kept in the history, which is off for this chat.")
-            return
-        try:
-            versions = self.history.versions(target.id)
-        except HistoryError as error:
-            self.notify(f"Could not read the versions: {error}", severity="error", markup=False)
-            return
-        ids = [version.id for version in versions]
-        index = ids.index(target.id) if target.id in ids else 0
-        wanted = index + step
-        if not 0 <= wanted < len(ids):
-            edge = "first" if wanted < 0 else "last"
-            self.notify(f"This is the {edge} version ({index + 1}/{len(ids)}).", timeout=2)
-            return
-        conversation = self.history.select_version(ids[wanted])
-        if conversation is None:
-            return
-        self.conversation = conversation
-        await saved_chats.render_conversation(self, focus_id=ids[wanted])
-        self.notify(f"Version {wanted + 1}/{len(ids)}: the chat continues from it.", timeout=2)
+        await versions.step_version(self, step)
 
     async def action_reproduce(self) -> None:
         """Generate the focused (or last) reply again with its recorded levers and seed."""
-        if self._reply is not None:
-            self.notify(hints.busy(self.app))
-            return
-        target = self._target_message("assistant")
-        if target is None or target.role != "assistant":
-            self.notify("There is no reply to reproduce yet.")
-            return
-        recorded = target.provenance
-        if recorded is None or recorded.seed is None:
-            self.notify(
-                "This reply has no recorded seed (it was cut off before it finished): it cannot "
-                "be reproduced exactly."
-            )
-            return
-        if self.model_info is None:
-            self.notify("Wait for the model to load, then reproduce.")
-            return
-        index = self.conversation.messages.index(target)
-        plan = replay_plan(target, recorded)
-        # The recorded reply stays a version of its turn; the reproduction becomes the active
-        # one (for an earlier reply, what followed it stays on the other version's branch).
-        self.conversation = replace(self.conversation, messages=self.conversation.messages[:index])
-        await saved_chats.render_conversation(self)
-        self.notify("Reproducing the reply with its recorded levers and seed…", timeout=3)
-        await reply_lifecycle.start_reply(self, new_seed=False, replay=plan)
+        await versions.reproduce(self)
 
     async def action_regenerate(self) -> None:
-        if self._reply is not None:
-            self.notify(hints.busy(self.app))
-            return
-        last = self.conversation.messages[-1] if self.conversation.messages else None
-        if last is None or last.role != "assistant":
-            self.notify("There is no reply to regenerate yet.")
-            return
-        # The old reply stays in the history as a version (alt+left shows it again).
-        view = self.chat.reply(last.id)
-        self.conversation = self.conversation.without_last_reply()
-        if view is not None:
-            await self.chat.remove_from(view)
-        await reply_lifecycle.mark_changes(self)
-        await reply_lifecycle.start_reply(self, new_seed=True)
+        await versions.regenerate(self)
 
     async def action_edit_last(self) -> None:
-        if self._reply is not None:
-            self.notify(hints.busy(self.app))
-            return
-        before = self.conversation
-        conversation, text = before.without_last_exchange()
-        if text is None:
-            self.notify("There is no message to edit yet.")
-            return
-        removed_id = before.messages[len(conversation.messages)].id
-        widget = self.chat.user_message(removed_id)
-        if widget is not None:
-            await self.chat.remove_from(widget)
-        self.conversation = conversation
-        if self.prompt.text.strip():
-            self.prompt.remember(self.prompt.text)  # what was being typed stays recallable
-        self.prompt.load_text(text)
-        self.prompt.move_cursor(self.prompt.document.end)
-        self.prompt.focus()
+        await versions.edit_last(self)
 
     def action_copy_reply(self) -> None:
         last = self.conversation.last_reply
