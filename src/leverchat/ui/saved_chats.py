@@ -10,7 +10,7 @@ from leverchat.chat import Conversation, Message, MessageStatus
 from leverchat.history import HistoryError
 from leverchat.profiles import ProfileError
 from leverchat.safetext import single_line
-from leverchat.ui import hints, reply_lifecycle
+from leverchat.ui import hints, profile_actions, reply_lifecycle
 from leverchat.ui.replies import ReplySettings, describe_changes
 from leverchat.ui.widgets.messages_view import ChangeMarker, ReplyView, UserMessage
 from leverchat.wording import sentence
@@ -73,7 +73,7 @@ async def open_chat(screen: ChatScreen, chat_id: str) -> bool:
     screen.system_prompt = info.system_prompt
     screen.panel.show_levers(info.levers)
     screen.panel.show_system_prompt(info.system_prompt)
-    screen._refresh_profile_list()
+    profile_actions.refresh_profile_list(screen)
     screen.history.known(conversation.id)
     screen.conversation = conversation
     screen.last_result = None

@@ -38,9 +38,8 @@ from leverchat.engine.types import (
     ModelSpec,
 )
 from leverchat.levers import LiveLevers
-from leverchat.profiles import ProfileConflictError, ProfileError
 from leverchat.safetext import single_line
-from leverchat.ui import hints, reply_lifecycle, saved_chats, versions
+from leverchat.ui import hints, profile_actions, reply_lifecycle, saved_chats, versions
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
@@ -57,7 +56,6 @@ from leverchat.ui.replies import (
     code_blocks,
 )
 from leverchat.ui.reply_lifecycle import Reply
-from leverchat.ui.unsaved_guard import ask_before_switching
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.lever_panel import LeverPanel
@@ -152,7 +150,7 @@ class ChatScreen(Screen[None]):
         self._flush_timer = self.set_interval(
             self._flush_pacer.min_interval, partial(reply_lifecycle.flush, self), pause=True
         )
-        self._refresh_profile_list()
+        profile_actions.refresh_profile_list(self)
         self._apply_layout(self.app.size.width, self.app.size.height)
         self.query_one(PromptInput).focus()
         self._refresh_status()
@@ -432,92 +430,20 @@ class ChatScreen(Screen[None]):
 
     @on(LeverPanel.ProfileAction)
     async def _on_profile_action(self, message: LeverPanel.ProfileAction) -> None:
-        if message.action == "save":
-            self.action_save_profile()
-        elif message.action == "save_as":
-            self.action_save_profile_as()
-        elif message.action == "revert":
-            self.action_revert_profile()
+        profile_actions.panel_action(self, message.action)
 
     def switch_profile(self, name: str) -> None:
-        ask_before_switching(self, name, self._switch_profile_now, self._refresh_profile_list)
-
-    def _switch_profile_now(self, name: str) -> None:
-        try:
-            profile = self.profiles.switch(name)
-        except (ProfileError, OSError) as error:
-            self.notify(f"Could not switch profile: {error}", severity="error", markup=False)
-            self._refresh_profile_list()
-            return
-        self._show_profile_values()
-        self.notify(f"Profile: {sentence(single_line(profile.name, 40))}", markup=False, timeout=2)
-
-    def _show_profile_values(self) -> None:
-        profile = self.profiles.profile
-        self.live_levers.set(profile.levers)
-        self.system_prompt = profile.system_prompt
-        self.panel.show_levers(profile.levers)
-        self.panel.show_system_prompt(profile.system_prompt)
-        self._refresh_profile_list()
+        profile_actions.switch_profile(self, name)
 
     def action_save_profile(self) -> bool:
         """Save the edits over the profile; False when they could not be saved."""
-        try:
-            profile = self.profiles.save(self.system_prompt, self.live_levers.get())
-        except ProfileConflictError as error:
-            self._resolve_conflict(str(error))
-            return False
-        except (ProfileError, OSError) as error:
-            self.notify(f"Not saved: {error}", severity="error", markup=False)
-            return False
-        self.notify(f"Saved profile {sentence(single_line(profile.name, 40))}", markup=False)
-        self._refresh_profile_list()
-        return True
+        return profile_actions.save_profile(self)
 
     def action_save_profile_as(self) -> None:
-        from leverchat.ui.screens.save_as import SaveAsScreen
-
-        def attempt(name: str) -> str | None:
-            try:
-                self.profiles.save_as(name, self.system_prompt, self.live_levers.get())
-            except ProfileError as error:
-                return error.message
-            except OSError as error:
-                return f"cannot write the profile: {error}"
-            return None
-
-        def saved(name: str | None) -> None:
-            if name is not None:
-                shown = sentence(single_line(self.profiles.profile.name, 40))
-                self.notify(f"Saved as profile {shown}", markup=False)
-                self._refresh_profile_list()
-
-        self.app.push_screen(SaveAsScreen(self.profiles.suggest_new_name(), attempt), saved)
+        profile_actions.save_profile_as(self)
 
     def action_revert_profile(self) -> None:
-        self._show_profile_values()
-        self.notify("Reverted to the saved profile.", timeout=2)
-
-    def _resolve_conflict(self, detail: str) -> None:
-        from leverchat.ui.screens.conflict import ConflictScreen
-
-        def chosen(choice: str | None) -> None:
-            if choice == "reload":
-                try:
-                    self.profiles.reload()
-                except (ProfileError, OSError) as error:
-                    self.notify(f"Could not reload: {error}", severity="error", markup=False)
-                    return
-                self._show_profile_values()
-                self.notify("Reloaded the profile from disk; your edits were dropped.")
-            elif choice == "save_as":
-                self.action_save_profile_as()
-
-        self.app.push_screen(ConflictScreen(self.profiles.profile.name, detail), chosen)
-
-    def _refresh_profile_list(self) -> None:
-        self.panel.show_profiles(self.profiles.names(), self.profiles.profile.name)
-        self._refresh_status()
+        profile_actions.revert_profile(self)
 
     # -- status ----------------------------------------------------------------------------
 
