@@ -15,7 +15,6 @@ quit or a signal, :meth:`ChatScreen.save_and_stop` saves a streaming reply synch
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 from dataclasses import replace
 from functools import partial
 from typing import ClassVar
@@ -33,13 +32,18 @@ from leverchat.chat import Conversation, MessageStatus
 from leverchat.engine.types import (
     ChatEngine,
     GenerationResult,
-    LoadProgress,
     ModelInfo,
     ModelSpec,
 )
 from leverchat.levers import LiveLevers
 from leverchat.safetext import single_line
-from leverchat.ui import hints, profile_actions, reply_lifecycle, saved_chats, versions
+from leverchat.ui import (
+    model_loading,
+    profile_actions,
+    reply_lifecycle,
+    saved_chats,
+    versions,
+)
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.keymap import binding
@@ -50,7 +54,6 @@ from leverchat.ui.messages import (
     ReplyFinished,
 )
 from leverchat.ui.profile_session import ProfileSession
-from leverchat.ui.remote_levers import show_unavailable
 from leverchat.ui.replies import (
     ReplySettings,
     code_blocks,
@@ -59,10 +62,9 @@ from leverchat.ui.reply_lifecycle import Reply
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.lever_panel import LeverPanel
-from leverchat.ui.widgets.messages_view import Notice, ReplyView
+from leverchat.ui.widgets.messages_view import ReplyView
 from leverchat.ui.widgets.prompt_input import PromptInput
 from leverchat.ui.widgets.status_line import StatusLine, StatusState
-from leverchat.wording import sentence
 
 WIDE_LAYOUT_COLUMNS = 100  # from this width the panel shows beside the chat by default
 BOTTOM_BAR_ROWS = 2  # the status line and the footer
@@ -202,60 +204,19 @@ class ChatScreen(Screen[None]):
 
     def load_model(self, spec: ModelSpec) -> None:
         """Load ``spec`` in the background; the app stays usable meanwhile."""
-        self.model_spec = spec
-        self.model_info = None
-        self.load_error = None
-        self.load_status = "Loading the model…"
-        self._load_generation += 1
-        generation = self._load_generation
-        self._refresh_status()
-
-        def progress(step: LoadProgress) -> None:
-            self.post_message(LoadProgressed(step))
-
-        def done(future: Future[ModelInfo]) -> None:
-            if generation != self._load_generation:
-                return  # a newer load replaced this one
-            error = future.exception()
-            if error is None:
-                self.post_message(ModelLoaded(future.result()))
-            else:
-                self.post_message(ModelLoadFailed(str(error) or type(error).__name__))
-
-        self.engine.load(spec, progress).add_done_callback(done)
+        model_loading.load_model(self, spec)
 
     @on(LoadProgressed)
     def _on_load_progress(self, message: LoadProgressed) -> None:
-        if self.model_info is None and self.load_error is None:
-            step = message.progress
-            percent = f" {step.fraction:.0%}" if step.fraction is not None else ""
-            self.load_status = f"{step.message}{percent}"
-            self._refresh_status()
+        model_loading.progressed(self, message)
 
     @on(ModelLoaded)
     def _on_model_loaded(self, message: ModelLoaded) -> None:
-        self.model_info = message.info
-        self.load_status = None
-        show_unavailable(self.panel, message.info.unavailable_levers)
-        self._refresh_status()
-        if self._reply is not None and self._reply.future is None:
-            reply_lifecycle.launch(self, self._reply)
+        model_loading.loaded(self, message)
 
     @on(ModelLoadFailed)
     async def _on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        self.load_status = None
-        self.load_error = message.error
-        self._refresh_status()
-        await self.chat.add(
-            Notice(
-                f"The model did not load: {sentence(message.error)} {hints.load_failed(self.app)}",
-                error=True,
-            )
-        )
-        if self._reply is not None and self._reply.future is None:
-            await reply_lifecycle.end_reply(
-                self, self._reply, None, MessageStatus.FAILED, f"no model: {message.error}"
-            )
+        await model_loading.failed(self, message)
 
     # -- sending and streaming ---------------------------------------------------------------
 
