@@ -36,10 +36,10 @@ from leverchat.engine.types import (
     ModelSpec,
 )
 from leverchat.levers import LiveLevers
-from leverchat.safetext import single_line
 from leverchat.ui import (
     model_loading,
     profile_actions,
+    reply_actions,
     reply_lifecycle,
     saved_chats,
     versions,
@@ -56,7 +56,6 @@ from leverchat.ui.messages import (
 from leverchat.ui.profile_session import ProfileSession
 from leverchat.ui.replies import (
     ReplySettings,
-    code_blocks,
 )
 from leverchat.ui.reply_lifecycle import Reply
 from leverchat.ui.widgets.chat_view import ChatView
@@ -318,58 +317,29 @@ class ChatScreen(Screen[None]):
         await versions.edit_last(self)
 
     def action_copy_reply(self) -> None:
-        last = self.conversation.last_reply
-        if last is None or not last.content:
-            self.notify("There is no reply to copy yet.")
-            return
-        self.copy_text(last.content, "the last reply")
+        reply_actions.copy_last_reply(self)
 
     def copy_text(self, text: str, what: str) -> None:
-        # App.copy_to_clipboard writes OSC 52 (base64, so nothing in the text can escape it).
-        self.app.copy_to_clipboard(text)
-        self.notify(f"Copied {what} ({len(text)} characters) to the clipboard.", markup=False)
+        reply_actions.copy_text(self, text, what)
 
     def copy_code_block(self, index: int) -> None:
-        last = self.conversation.last_reply
-        blocks = code_blocks(last.content) if last is not None else []
-        if not 0 <= index < len(blocks):
-            self.notify("The last reply has no such code block.")
-            return
-        self.copy_text(blocks[index], f"code block {index + 1}")
+        reply_actions.copy_code_block(self, index)
 
     def action_provenance(self) -> None:
-        last = self.conversation.last_reply
-        if last is None or last.provenance is None:
-            self.notify("There is no finished reply to explain yet.")
-            return
-        self.show_provenance(last.id)
+        reply_actions.show_last_provenance(self)
 
     def show_provenance(self, message_id: str) -> None:
-        from leverchat.ui.screens.provenance import ProvenanceScreen
-
-        for message in self.conversation.messages:
-            if message.id == message_id and message.provenance is not None:
-                self.app.push_screen(ProvenanceScreen(message.provenance))
-                return
-        self.notify("This reply is still being written.")
+        reply_actions.show_provenance(self, message_id)
 
     @on(ReplyView.Action)
     def _on_reply_action(self, message: ReplyView.Action) -> None:
-        if message.action == "copy":
-            if message.reply.text:
-                self.copy_text(message.reply.text, "the reply")
-        elif message.action == "provenance":
-            self.show_provenance(message.reply.reply_id)
+        reply = message.reply
+        reply_actions.reply_button(self, message.action, reply.reply_id, reply.text)
 
     @on(Markdown.LinkClicked)
     def _on_link_clicked(self, message: Markdown.LinkClicked) -> None:
-        # Links are never opened by a click: over SSH that would open a browser on the host.
-        message.stop()
-        self.app.copy_to_clipboard(message.href)
-        self.notify(
-            f"Link not opened; copied to the clipboard: {single_line(message.href, 200)}",
-            markup=False,
-        )
+        message.stop()  # never opened: see reply_actions.link_clicked
+        reply_actions.link_clicked(self, message.href)
 
     # -- the panel -------------------------------------------------------------------------
 
