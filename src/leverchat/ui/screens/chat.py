@@ -1,15 +1,18 @@
-"""The main screen: transcript, prompt, lever panel and status line, and the reply lifecycle.
+"""The main screen: transcript, prompt, lever panel and status line; it composes the features.
 
-Threading: the engine calls back on its own thread. The chunk callback only appends to a
-locked buffer (no message per token); a timer on the UI thread drains it into the streaming
-Markdown when the :class:`FlushPacer` says so (every 50-250 ms, keeping the UI thread's share of
-a core small: its time holds the GIL the engine needs). The future's done-callback posts one
-``ReplyFinished`` message.
+The screen holds the state (the conversation, the live levers, the model, the reply being
+written) and the layout. Each feature is a module of functions of the screen, and the screen's
+actions and message handlers (where Textual looks for them) delegate to it:
 
-History (``HistorySession``): the chat row is created at the first message; a user message is
-saved when sent, a reply when it starts (with the provenance known then), every
-SAVE_INTERVAL_S from the flush while it streams, and at its end with its full provenance. On
-quit or a signal, :meth:`ChatScreen.save_and_stop` saves a streaming reply synchronously.
+- :mod:`leverchat.ui.reply_lifecycle`: send, stream, finish, stop, save at exit (threading and
+  history saving are described there);
+- :mod:`leverchat.ui.versions`: regenerate, edit and resend, reproduce, step between versions;
+- :mod:`leverchat.ui.reproduce`: a reproduction's plan and verdict;
+- :mod:`leverchat.ui.saved_chats`: new chat, open a saved chat, draw a transcript;
+- :mod:`leverchat.ui.reply_actions`: copy, code blocks, provenance, clicked links;
+- :mod:`leverchat.ui.profile_actions`: switch, save, save as, revert a profile;
+- :mod:`leverchat.ui.model_loading`: load a model in the background;
+- :mod:`leverchat.ui.panel_layout`: where the lever panel shows.
 """
 
 from __future__ import annotations
@@ -29,15 +32,11 @@ from textual.timer import Timer
 from textual.widgets import Footer, Markdown
 
 from leverchat.chat import Conversation, MessageStatus
-from leverchat.engine.types import (
-    ChatEngine,
-    GenerationResult,
-    ModelInfo,
-    ModelSpec,
-)
+from leverchat.engine.types import ChatEngine, GenerationResult, ModelInfo, ModelSpec
 from leverchat.levers import LiveLevers
 from leverchat.ui import (
     model_loading,
+    panel_layout,
     profile_actions,
     reply_actions,
     reply_lifecycle,
@@ -54,9 +53,7 @@ from leverchat.ui.messages import (
     ReplyFinished,
 )
 from leverchat.ui.profile_session import ProfileSession
-from leverchat.ui.replies import (
-    ReplySettings,
-)
+from leverchat.ui.replies import ReplySettings
 from leverchat.ui.reply_lifecycle import Reply
 from leverchat.ui.widgets.chat_view import ChatView
 from leverchat.ui.widgets.lever_field import LeverField
@@ -64,11 +61,6 @@ from leverchat.ui.widgets.lever_panel import LeverPanel
 from leverchat.ui.widgets.messages_view import ReplyView
 from leverchat.ui.widgets.prompt_input import PromptInput
 from leverchat.ui.widgets.status_line import StatusLine, StatusState
-
-WIDE_LAYOUT_COLUMNS = 100  # from this width the panel shows beside the chat by default
-BOTTOM_BAR_ROWS = 2  # the status line and the footer
-SAVE_INTERVAL_S = 0.5  # a streaming reply is saved this often (kill -9 loses at most this)
-EXIT_WAIT_S = 1.0  # on quit or a signal, how long to wait for the engine's final result
 
 
 class ChatScreen(Screen[None]):
@@ -152,7 +144,7 @@ class ChatScreen(Screen[None]):
             self._flush_pacer.min_interval, partial(reply_lifecycle.flush, self), pause=True
         )
         profile_actions.refresh_profile_list(self)
-        self._apply_layout(self.app.size.width, self.app.size.height)
+        panel_layout.apply_layout(self, self.app.size.width, self.app.size.height)
         self.query_one(PromptInput).focus()
         self._refresh_status()
         if self._startup_problem:
@@ -172,16 +164,7 @@ class ChatScreen(Screen[None]):
         self.notify(problem, severity="error", markup=False, timeout=15)
 
     def on_resize(self, event: Resize) -> None:
-        self._apply_layout(event.size.width, event.size.height)
-
-    def _apply_layout(self, width: int, height: int | None = None) -> None:
-        wide = width >= WIDE_LAYOUT_COLUMNS
-        self.set_class(not wide, "-narrow")
-        panel = self.query_one(LeverPanel)
-        panel.display = self._panel_chosen if self._panel_chosen is not None else wide
-        # Over the chat (narrow), the panel stops above the status line and the footer.
-        rows = height if height is not None else self.app.size.height
-        panel.styles.height = "1fr" if wide else max(rows - BOTTOM_BAR_ROWS, 3)
+        panel_layout.apply_layout(self, event.size.width, event.size.height)
 
     @property
     def chat(self) -> ChatView:
@@ -260,29 +243,15 @@ class ChatScreen(Screen[None]):
     async def action_stop(self) -> None:
         reply = self._reply
         if reply is None:
-            # Back to the prompt; a panel opened over a narrow chat closes on the way.
-            panel = self.panel
-            if self.has_class("-narrow") and panel.display and panel.has_focus_within:
-                self._panel_chosen = False
-                panel.display = False
-            self.prompt.focus()
+            panel_layout.back_to_prompt(self)
             return
         await reply_lifecycle.stop(self, reply)
 
     def action_toggle_panel(self) -> None:
-        panel = self.panel
-        self._panel_chosen = not panel.display
-        panel.display = self._panel_chosen
-        if panel.display and self.has_class("-narrow"):
-            self.panel.focus_first()
-        elif not panel.display and panel.has_focus_within:
-            self.prompt.focus()
+        panel_layout.toggle_panel(self)
 
     def action_focus_panel(self) -> None:
-        if not self.panel.display:
-            self._panel_chosen = True
-            self.panel.display = True
-        self.panel.focus_first()
+        panel_layout.focus_panel(self)
 
     def action_scroll_chat(self, direction: int) -> None:
         if direction < 0:
@@ -302,6 +271,8 @@ class ChatScreen(Screen[None]):
         """Show a saved chat and restore the profile, system prompt and levers at its end."""
         return await saved_chats.open_chat(self, chat_id)
 
+    # -- versions --------------------------------------------------------------------------
+
     async def action_step_version(self, step: int) -> None:
         """Show the previous (-1) or next (1) version of the focused or last reply."""
         await versions.step_version(self, step)
@@ -315,6 +286,8 @@ class ChatScreen(Screen[None]):
 
     async def action_edit_last(self) -> None:
         await versions.edit_last(self)
+
+    # -- what can be done with a reply -----------------------------------------------------
 
     def action_copy_reply(self) -> None:
         reply_actions.copy_last_reply(self)
