@@ -46,10 +46,10 @@ def predictable_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
     screens and snapshots do not change from run to run."""
     import itertools
 
-    import leverchat.ui.screens.chat as chat_module
+    import leverchat.ui.reply_lifecycle as reply_lifecycle
 
     seeds = itertools.count(1234)
-    monkeypatch.setattr(chat_module, "random_seed", lambda: next(seeds))
+    monkeypatch.setattr(reply_lifecycle, "random_seed", lambda: next(seeds))
 
 
 @pytest.fixture
