@@ -144,7 +144,7 @@ def join_negative_lever_values(argv: Sequence[str]) -> list[str]:
     Only values after a numeric lever option that look like a number (``-inf``, ``-1e5``,
     ``-.5``) are joined; the lever's own validation then refuses or accepts them.
     """
-    numeric = {option_name(spec) for spec in LEVER_SPECS if spec.kind != "strings"}
+    numeric = {option_name(spec) for spec in LEVER_SPECS if spec.kind not in ("strings", "choice")}
     joined: list[str] = []
     items = list(argv)
     index = 0
@@ -170,6 +170,8 @@ def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
         value: Any
         if spec.kind == "strings":
             value = text.encode().decode("unicode_escape") if "\\" in text else text
+        elif spec.kind == "choice":
+            value = text.strip()
         elif spec.kind == "float":
             if not _FLOAT.fullmatch(text.strip()):
                 raise argparse.ArgumentTypeError(
@@ -206,7 +208,7 @@ def add_lever_options(parser: argparse.ArgumentParser) -> None:
                 help=f"{spec.help} Repeatable; \\n means a newline.",
             )
             continue
-        metavar = "N" if spec.kind != "float" else "X"
+        metavar = {"float": "X", "choice": "ROLE"}.get(spec.kind, "N")
         group.add_argument(
             option_name(spec),
             dest=f"lever_{spec.name}",

@@ -22,14 +22,15 @@ from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
     EngineError,
+    FormatChoice,
     GenerationRequest,
     GenerationResult,
     LeverChange,
-    PromptFormat,
     Stats,
     StopReason,
 )
 from leverchat.levers import random_seed
+from leverchat.persona import with_persona_note
 
 if TYPE_CHECKING:
     import torch
@@ -96,7 +97,7 @@ class Generator:
 
     # -- public -------------------------------------------------------------------------
 
-    def count_tokens(self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat) -> int:
+    def count_tokens(self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice) -> int:
         return len(encode_messages(self.tokenizer, messages, prompt_format))
 
     def reset_cache(self) -> None:
@@ -135,9 +136,9 @@ class Generator:
             own_stops = format_stops(self.tokenizer, request.prompt_format)
             reply_room = min(levers.max_new_tokens, max(MIN_REPLY_ROOM, self.context_window // 2))
             budget = max(1, self.context_window - reply_room)
-            encoded = encode_within_budget(
-                self.tokenizer, request.messages, request.prompt_format, budget
-            )
+            # The persona note (persona.py) joins the messages the model sees, never the chat.
+            messages = with_persona_note(request.messages, levers)
+            encoded = encode_within_budget(self.tokenizer, messages, request.prompt_format, budget)
             prompt_ids = encoded.ids
             stats = Stats(
                 prompt_tokens=len(prompt_ids),

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from leverchat.engine.custom_format import CustomFormat
 from leverchat.levers import Levers
 
 Role = Literal["system", "user", "assistant"]
 PromptFormat = Literal["auto", "chat_template", "instruction"]
+# A built-in format by name, or one defined in a profile (engine/custom_format.py).
+FormatChoice = PromptFormat | CustomFormat
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class GenerationRequest:
     messages: tuple[ChatMessage, ...]
     levers: LeverSource
     cancel: threading.Event = field(default_factory=threading.Event)
-    prompt_format: PromptFormat = "auto"
+    prompt_format: FormatChoice = "auto"
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ class ChatEngine(Protocol):
     ) -> Future[GenerationResult]: ...
 
     def count_tokens(
-        self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
+        self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
     ) -> Future[int]: ...
 
     def close(self, timeout: float = 5.0) -> None: ...

@@ -68,6 +68,8 @@ def _parse_strings(spec: LeverSpec, text: str) -> Any:
 
 def nudged(spec: LeverSpec, value: Any, direction: int) -> Any:
     """``value`` moved one step up (+1) or down (-1), kept inside the allowed range."""
+    if spec.kind == "choice":
+        return spec.choices[(spec.choices.index(value) + direction) % len(spec.choices)]
     if spec.kind == "strings":
         return value
     # An unset seed starts from 0, not from its minimum (seeds may be negative).
