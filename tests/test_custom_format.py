@@ -69,8 +69,7 @@ def tokenizer() -> Any:
 def test_prefix_format_renders_each_role_and_ids_are_the_tokenizers_own(tokenizer: Any) -> None:
     ids = encode_messages(tokenizer, CONVERSATION, VICUNA)
     rendered = (
-        "Be brief. \n\nUSER: First question \nASSISTANT: First answer\n\nUSER: Second  \n"
-        "ASSISTANT:"
+        "Be brief. \n\nUSER: First question \nASSISTANT: First answer\n\nUSER: Second  \nASSISTANT:"
     )
     assert ids == tokenizer(rendered, add_special_tokens=False)["input_ids"]
 
