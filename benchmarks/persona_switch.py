@@ -25,11 +25,64 @@ import _common
 PIRATE_WORDS = ("arr", "matey", "ahoy", "ye", "yer", "aye", "hearties", "landlubber", "avast")
 PIRATE_WORDS += ("treasure", "ship")
 FRENCH_WORDS = frozenset(
-    "le la les de des du un une et est je tu vous nous il elle pour que qui dans en pas ce "
-    "sont avec au aux sur mais ou très c'est j'ai".split()
+    (
+        "le",
+        "la",
+        "les",
+        "de",
+        "des",
+        "du",
+        "un",
+        "une",
+        "et",
+        "est",
+        "je",
+        "tu",
+        "vous",
+        "nous",
+        "il",
+        "elle",
+        "pour",
+        "que",
+        "qui",
+        "dans",
+        "en",
+        "pas",
+        "ce",
+        "sont",
+        "avec",
+        "au",
+        "aux",
+        "sur",
+        "mais",
+        "ou",
+        "très",
+        "c'est",
+        "j'ai",
+    )
 )
 ENGLISH_WORDS = frozenset(
-    "the a an and is of to in it you that for are with this i your be can".split()
+    (
+        "the",
+        "a",
+        "an",
+        "and",
+        "is",
+        "of",
+        "to",
+        "in",
+        "it",
+        "you",
+        "that",
+        "for",
+        "are",
+        "with",
+        "this",
+        "i",
+        "your",
+        "be",
+        "can",
+    )
 )
 
 HISTORY_QUESTIONS = ("What is a good name for a dog?", "How do I make a cup of tea?")
@@ -99,7 +152,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     examples: dict[str, list[str]] = {}
     for persona, (system, levers, check) in personas.items():
-        noted = replace(levers, persona_note=(NOTES[persona],), persona_depth=args.depth)
+        noted = replace(levers, persona_note=NOTES[persona], persona_depth=args.depth)
         variants = {
             "new_chat": ((), levers),
             "mid_chat": (history, levers),

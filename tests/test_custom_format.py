@@ -184,7 +184,8 @@ def test_a_profile_with_its_own_format_loads_and_round_trips(tmp_path: Path) -> 
 
 BROKEN_FORMATS = [
     (
-        '[prompt_format]\ntemplate = """\n{% for m in messages %}\n{{ m.content }\n{% endfor %}"""\n',
+        '[prompt_format]\ntemplate = """\n{% for m in messages %}\n{{ m.content }\n'
+        '{% endfor %}"""\n',
         "{path}:3:1: template line 2: unexpected '}'",
     ),
     (

@@ -19,7 +19,7 @@ from leverchat.persona import with_persona_note
 from leverchat.profiles import ProfileError, profile_from_toml_bytes
 from tinymodel import CHATML_TEMPLATE, build_tokenizer
 
-NOTE = Levers(persona_note=("Talk like a pirate.",), persona_depth=1)
+NOTE = Levers(persona_note="Talk like a pirate.", persona_depth=1)
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +76,16 @@ def test_the_note_goes_depth_messages_from_the_end() -> None:
 
 def test_no_note_when_the_history_is_shorter_than_the_depth_or_the_note_is_empty() -> None:
     first = Conversation().with_user("Hi").to_chat_messages("Sys")
-    deep = Levers(persona_note=("Be a pirate.",), persona_depth=2)
+    deep = Levers(persona_note="Be a pirate.", persona_depth=2)
     assert with_persona_note(first, deep) == first
     # The depth counts the conversation, not the system prompt.
-    assert len(with_persona_note(first, Levers(persona_note=("x",), persona_depth=1))) == 3
+    assert len(with_persona_note(first, Levers(persona_note="x", persona_depth=1))) == 3
     assert with_persona_note(two_exchanges().to_chat_messages("Sys"), Levers()) == (
         two_exchanges().to_chat_messages("Sys")
     )
-    # Lines of the note are joined; blank ones dropped.
-    noted = with_persona_note(first, Levers(persona_note=("One.", " ", "Two."), persona_depth=0))
+    # A blank note is no note; a note keeps its lines.
+    assert with_persona_note(first, Levers(persona_note=" \n ", persona_depth=0)) == first
+    noted = with_persona_note(first, Levers(persona_note="One.\nTwo.", persona_depth=0))
     assert noted[-1].content == "One.\nTwo."
 
 
@@ -92,15 +93,13 @@ def test_the_engine_sends_the_note_and_leaves_the_conversation_alone(tiny_model_
     loaded = load_model(ModelSpec(source=str(tiny_model_dir), device="cpu"))
     gen = Generator(loaded.model, loaded.tokenizer, loaded.device, loaded.info.context_window)
     messages = two_exchanges().to_chat_messages("Sys")
-    levers = Levers(
-        temperature=0.0, max_new_tokens=2, persona_note=("Be a pirate.",), persona_depth=1
-    )
+    levers = Levers(temperature=0.0, max_new_tokens=2, persona_note="Be a pirate.", persona_depth=1)
     result = gen.run(GenerationRequest(messages, FixedLevers(levers)), None)
     expected = encode_messages(loaded.tokenizer, with_persona_note(messages, levers), "auto")
     assert result.stats.prompt_tokens == len(expected)
     assert result.stats.prompt_tokens > len(encode_messages(loaded.tokenizer, messages, "auto"))
     # Recorded in provenance: the levers the reply started with carry the note.
-    assert result.levers.persona_note == ("Be a pirate.",)
+    assert result.levers.persona_note == "Be a pirate."
     assert messages == two_exchanges().to_chat_messages("Sys")
 
 
@@ -118,5 +117,7 @@ def test_persona_levers_are_validated_with_the_key_named(tmp_path: Path) -> None
         b'name = "p"\n[levers]\npersona_note = "Arr."\npersona_depth = 2\npersona_role = "user"\n',
         path,
     )
-    assert good.levers.persona_note == ("Arr.",)
+    assert good.levers.persona_note == "Arr."
+    with pytest.raises(ProfileError, match=r":3:1: persona_note must be a text, not \['Arr'\]"):
+        profile_from_toml_bytes(b'name = "p"\n[levers]\npersona_note = ["Arr"]\n', path)
     assert (good.levers.persona_depth, good.levers.persona_role) == (2, "user")

@@ -112,6 +112,8 @@ def _lever_strategy(spec_name: str) -> st.SearchStrategy[object]:
         return st.none() | st.integers(0, 2**63 - 1)
     if spec.kind == "choice":
         return st.sampled_from(spec.choices)
+    if spec.kind == "text":
+        return st.text(max_size=40).map(lambda t: t.replace("\r", ""))
     return st.lists(st.text(min_size=1, max_size=10), max_size=3).map(tuple)
 
 
@@ -231,8 +233,8 @@ INVALID_CASES = [
     ),
     (
         'name = "x"\nprompt_format = "chatml"\n',
-        "{path}:2:1: prompt_format must be one of 'auto', 'chat_template', 'instruction', not "
-        "'chatml' (str)",
+        "{path}:2:1: prompt_format must be one of 'auto', 'chat_template', 'instruction', or a "
+        "[prompt_format] table with a Jinja template or prefix/suffix strings, not 'chatml' (str)",
     ),
     ('name = "   "\n', "{path}:1:1: name cannot be empty"),
     (

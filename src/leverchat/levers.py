@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-LeverKind = Literal["float", "int", "optional_int", "strings", "choice"]
+LeverKind = Literal["float", "int", "optional_int", "strings", "choice", "text"]
 
 
 class LeverError(ValueError):
@@ -48,6 +48,8 @@ class LeverSpec:
             return "a list of strings"
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
+        if self.kind == "text":
+            return f"a text of up to {MAX_TEXT_LEVER} characters"
         low = _format_number(self.minimum) if self.minimum is not None else "-inf"
         high = _format_number(self.maximum) if self.maximum is not None else "no limit"
         text = f"{low} to {high}"
@@ -201,13 +203,13 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
     # Persona depth (persona.py): prompt levers, read when a reply starts.
     LeverSpec(
         name="persona_note",
-        kind="strings",
-        default=(),
+        kind="text",
+        default="",
         minimum=None,
         maximum=None,
         step=0,
-        neutral=(),
-        help="A short instruction re-inserted near the end of every prompt (lines).",
+        neutral="",
+        help="A short instruction re-inserted near the end of every prompt; empty: none.",
         label="Persona note",
     ),
     LeverSpec(
@@ -238,6 +240,8 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
 # Every stop string is searched for after each token: a few are useful, thousands only slow
 # generation down (an imported Modelfile once carried 40,000).
 MAX_STOP_STRINGS = 32
+# A persona note is re-sent with every prompt: a few sentences, not a document.
+MAX_TEXT_LEVER = 2000
 
 SPECS_BY_NAME: dict[str, LeverSpec] = {spec.name: spec for spec in LEVER_SPECS}
 LEVER_NAMES: tuple[str, ...] = tuple(spec.name for spec in LEVER_SPECS)
@@ -279,6 +283,12 @@ def validate_lever(name: str, value: Any) -> Any:
         raise LeverError(name, unknown_key_message(name))
     if spec.kind == "strings":
         return _validate_strings(spec, value)
+    if spec.kind == "text":
+        if not isinstance(value, str):
+            raise LeverError(name, f"{name} must be a text, not {_describe(value)}")
+        if len(value) > MAX_TEXT_LEVER:
+            raise LeverError(name, f"{name} is longer than {MAX_TEXT_LEVER} characters")
+        return value.replace("\r\n", "\n")
     if spec.kind == "choice":
         if value not in spec.choices:
             raise LeverError(name, f"{name} must be {spec.range_text()}, not {_describe(value)}")
@@ -361,7 +371,7 @@ class Levers:
     max_new_tokens: int = 512
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    persona_note: tuple[str, ...] = ()
+    persona_note: str = ""
     persona_depth: int = 1
     persona_role: str = "system"
 

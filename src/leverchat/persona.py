@@ -19,8 +19,8 @@ from leverchat.levers import Levers
 
 
 def persona_text(levers: Levers) -> str:
-    """The note as one text (its lines joined), "" when there is none."""
-    return "\n".join(line for line in levers.persona_note if line.strip())
+    """The note, "" when there is none (blank counts as none)."""
+    return levers.persona_note.strip()
 
 
 def with_persona_note(messages: tuple[ChatMessage, ...], levers: Levers) -> tuple[ChatMessage, ...]:

@@ -144,7 +144,9 @@ def join_negative_lever_values(argv: Sequence[str]) -> list[str]:
     Only values after a numeric lever option that look like a number (``-inf``, ``-1e5``,
     ``-.5``) are joined; the lever's own validation then refuses or accepts them.
     """
-    numeric = {option_name(spec) for spec in LEVER_SPECS if spec.kind not in ("strings", "choice")}
+    numeric = {
+        option_name(spec) for spec in LEVER_SPECS if spec.kind in ("float", "int", "optional_int")
+    }
     joined: list[str] = []
     items = list(argv)
     index = 0
@@ -170,7 +172,7 @@ def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
         value: Any
         if spec.kind == "strings":
             value = text.encode().decode("unicode_escape") if "\\" in text else text
-        elif spec.kind == "choice":
+        elif spec.kind in ("choice", "text"):
             value = text.strip()
         elif spec.kind == "float":
             if not _FLOAT.fullmatch(text.strip()):
@@ -208,7 +210,7 @@ def add_lever_options(parser: argparse.ArgumentParser) -> None:
                 help=f"{spec.help} Repeatable; \\n means a newline.",
             )
             continue
-        metavar = {"float": "X", "choice": "ROLE"}.get(spec.kind, "N")
+        metavar = {"float": "X", "choice": "ROLE", "text": "TEXT"}.get(spec.kind, "N")
         group.add_argument(
             option_name(spec),
             dest=f"lever_{spec.name}",

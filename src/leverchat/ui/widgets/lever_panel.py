@@ -14,6 +14,7 @@ from textual.widgets import Button, Select, Static, TextArea
 
 from leverchat.levers import LEVER_SPECS, Levers
 from leverchat.safetext import single_line
+from leverchat.ui.persona_hint import suggest_persona_note
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.visible_editors import VisibleTextArea
 
@@ -133,6 +134,7 @@ class LeverPanel(VerticalScroll):
         event.stop()
         self._system_prompt = event.text_area.text
         self.post_message(self.SystemPromptEdited(event.text_area.text))
+        suggest_persona_note(self.screen)  # a new persona mid-chat is often ignored
 
     @on(Button.Pressed)
     def _on_button(self, event: Button.Pressed) -> None:
