@@ -126,6 +126,7 @@ def test_a_reply_ends_at_the_custom_formats_own_stop(tiny_plain_model_dir: Path)
     assert result.text == " Ahoy matey!\n"
     assert result.stop_reason is StopReason.STOP_STRING
     assert result.format_stops == ("USER:",)
+    assert result.prompt_format == "custom 'vicuna' (prefix/suffix)"
 
 
 def test_a_template_failing_at_run_time_names_the_format_and_line(tokenizer: Any) -> None:

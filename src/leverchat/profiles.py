@@ -71,6 +71,7 @@ TOP_LEVEL_KEYS: Final = (
     "prompt_format",
     "system_prompt",
     "levers",
+    "custom_format",
 )
 # Listed first, in this order; user profiles follow alphabetically.
 BUILTIN_ORDER: Final = ("default", "precise", "creative", "pirate")
@@ -170,6 +171,9 @@ class Profile:
     levers: Levers = field(default_factory=Levers)
     model: str | None = None
     prompt_format: FormatChoice = "auto"
+    # The profile's own format, kept while a built-in one is chosen (saved as [custom_format],
+    # so choosing "instruction" in the panel and saving never loses it).
+    custom_format: CustomFormat | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", validate_name(self.name))
@@ -198,6 +202,11 @@ class Profile:
                 "or a [prompt_format] table with a Jinja template or prefix/suffix strings, "
                 f"not {_describe(self.prompt_format)}",
                 key="prompt_format",
+            )
+        if self.custom_format is not None and not isinstance(self.custom_format, CustomFormat):
+            raise ProfileError(
+                f"custom_format must be a table, not {_describe(self.custom_format)}",
+                key="custom_format",
             )
 
 
@@ -311,18 +320,19 @@ def profile_from_mapping(data: Mapping[str, Any], *, default_name: str | None = 
         levers=levers,
         model=data.get("model"),
         prompt_format=_prompt_format_from(data.get("prompt_format", "auto")),
+        custom_format=_prompt_format_from(data.get("custom_format"), key="custom_format"),
     )
 
 
-def _prompt_format_from(value: Any) -> Any:
+def _prompt_format_from(value: Any, key: str = "prompt_format") -> Any:
     """A built-in format's name as is, a [prompt_format] table as the profile's own format."""
     if not isinstance(value, Mapping):
         return value  # Profile checks the name
     try:
         return format_from_mapping(value)
     except FormatError as error:
-        key = f"prompt_format.{error.key}" if error.key else "prompt_format"
-        raise ProfileError(error.message, key=key) from None
+        where = f"{key}.{error.key}" if error.key else key
+        raise ProfileError(error.message, key=where) from None
 
 
 def _unknown_top_level_key_message(key: str) -> str:
@@ -352,6 +362,8 @@ def profile_to_mapping(profile: Profile, *, all_levers: bool = False) -> dict[st
     data["prompt_format"] = fmt.to_mapping() if isinstance(fmt, CustomFormat) else fmt
     data["system_prompt"] = profile.system_prompt
     data["levers"] = profile.levers.to_mapping(only_changed_from=None if all_levers else Levers())
+    if profile.custom_format is not None and profile.custom_format != fmt:
+        data["custom_format"] = profile.custom_format.to_mapping()
     return data
 
 

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from leverchat.engine.compiled import CompiledStep
 from leverchat.engine.detokenize import IncrementalDecoder, StopStringFilter
-from leverchat.engine.prompt import encode_messages, encode_within_budget, format_stops
+from leverchat.engine.prompt import (
+    describe_format,
+    encode_messages,
+    encode_within_budget,
+    format_stops,
+)
 from leverchat.engine.sampling import TokenPicker
 from leverchat.engine.types import (
     ChatMessage,
@@ -64,6 +69,9 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 
 class Generator:
     """Runs requests against one model, keeping the KV cache of the last turn."""
+
+    # The prompt format of the reply being run, in words (recorded in its result).
+    _format_name = ""
 
     def __init__(
         self,
@@ -134,6 +142,7 @@ class Generator:
             # The prompt format's own stop strings (the instruction format ends a reply where
             # the model starts the next "### Instruction:"), on top of the levers' stops.
             own_stops = format_stops(self.tokenizer, request.prompt_format)
+            self._format_name = describe_format(self.tokenizer, request.prompt_format)
             reply_room = min(levers.max_new_tokens, max(MIN_REPLY_ROOM, self.context_window // 2))
             budget = max(1, self.context_window - reply_room)
             # The persona note (persona.py) joins the messages the model sees, never the chat.
@@ -308,6 +317,7 @@ class Generator:
             error=error,
             token_ids=tuple(state.token_ids),
             format_stops=own_stops,
+            prompt_format=self._format_name,
         )
 
 

@@ -60,6 +60,16 @@ def format_stops(tokenizer: Any, requested: FormatChoice) -> tuple[str, ...]:
     return INSTRUCTION_STOPS if resolved == "instruction" else ()
 
 
+def describe_format(tokenizer: Any, requested: FormatChoice) -> str:
+    """The prompt format a reply used, in words (F3 shows it)."""
+    resolved = resolve_format(tokenizer, requested)
+    if isinstance(resolved, CustomFormat):
+        return resolved.describe()
+    if resolved == "chat_template":
+        return "chat_template (the model's own)"
+    return "instruction (### Instruction: / ### Response:)"
+
+
 def _token_text(tokenizer: Any, which: str) -> str:
     return str(getattr(tokenizer, f"{which}_token", None) or "")
 

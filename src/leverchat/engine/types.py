@@ -151,6 +151,8 @@ class GenerationResult:
     fault: Fault | None = None
     # Stop strings the prompt format added to the levers' own (see prompt.format_stops).
     format_stops: tuple[str, ...] = ()
+    # The prompt format used, in words (prompt.describe_format); "" when not known.
+    prompt_format: str = ""
 
     @property
     def failed(self) -> bool:

@@ -15,6 +15,7 @@ from textual.widgets import Button, Select, Static, TextArea
 from leverchat.levers import LEVER_SPECS, Levers
 from leverchat.safetext import single_line
 from leverchat.ui.persona_hint import suggest_persona_note
+from leverchat.ui.widgets.format_select import FormatSelect
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.visible_editors import VisibleTextArea
 
@@ -72,6 +73,8 @@ class LeverPanel(VerticalScroll):
             yield Button("Revert", id="profile-revert", compact=True)
         yield Static(Content.styled("System prompt", "bold"), classes="panel-heading")
         yield VisibleTextArea(self._system_prompt, id="system-prompt", soft_wrap=True, compact=True)
+        yield Static(Content.styled("Prompt format", "bold"), classes="panel-heading")
+        yield FormatSelect()
         yield Static(Content.styled("Levers", "bold"), classes="panel-heading")
         for spec in LEVER_SPECS:
             yield LeverField(spec, getattr(self._levers, spec.name))
@@ -98,6 +101,9 @@ class LeverPanel(VerticalScroll):
             select.set_options(self._profile_options(names))
             if current is not None and current in names:
                 select.value = current
+        # Shown again on every profile change (switch, save, revert all come through here).
+        for formats in self.query(FormatSelect):
+            formats.show_session()
 
     @staticmethod
     def _profile_options(names: list[str]) -> list[tuple[Text, str]]:
