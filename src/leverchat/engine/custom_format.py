@@ -68,6 +68,8 @@ class CustomFormat:
                 raise FormatError(
                     item.name, f"{item.name} must be a string, not {type(value).__name__}"
                 )
+            # As a Profile does: TOML's multi-line strings keep one line ending, "\n".
+            object.__setattr__(self, item.name, value.replace("\r\n", "\n").replace("\r", "\n"))
         if not self.name.strip():
             raise FormatError("name", "name cannot be empty")
         object.__setattr__(self, "stop", _validate_stops(self.stop))
