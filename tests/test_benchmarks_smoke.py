@@ -135,3 +135,16 @@ def test_remote_overhead_compares_bare_client_engine_app_and_ask() -> None:
     assert set(result["tokens_per_s"]) == {"bare", "engine", "app"}
     assert result["ask"]["heavy_imported"] == []  # `ask` on a server never imports torch
     assert len(result["ask"]["first_byte_s"]) == 1
+
+
+def test_persona_switch_reports_each_variant_with_and_without_the_note(
+    tiny_model_dir: Path,
+) -> None:
+    result = run_benchmark("persona_switch", "--model", str(tiny_model_dir))
+    assert set(result["results"]) == {
+        f"{persona}_{variant}"
+        for persona in ("pirate", "french")
+        for variant in ("new_chat", "mid_chat", "mid_chat_note")
+    }
+    assert all(item["of"] == result["seeds"] for item in result["results"].values())
+    assert len(result["history"]) == 4
