@@ -15,10 +15,11 @@ from textual.widgets import Select
 from leverchat.engine.custom_format import CustomFormat
 from leverchat.safetext import single_line
 
+# Short enough for one line of the panel at 80 columns.
 LABELS = {
-    "auto": "auto (the model's template, else instruction)",
-    "chat_template": "chat_template (the model's own)",
-    "instruction": "instruction (### Instruction:)",
+    "auto": "auto (model's template)",
+    "chat_template": "chat_template",
+    "instruction": "instruction (###)",
 }
 
 

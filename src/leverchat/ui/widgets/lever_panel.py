@@ -73,11 +73,12 @@ class LeverPanel(VerticalScroll):
             yield Button("Revert", id="profile-revert", compact=True)
         yield Static(Content.styled("System prompt", "bold"), classes="panel-heading")
         yield VisibleTextArea(self._system_prompt, id="system-prompt", soft_wrap=True, compact=True)
-        yield Static(Content.styled("Prompt format", "bold"), classes="panel-heading")
-        yield FormatSelect()
         yield Static(Content.styled("Levers", "bold"), classes="panel-heading")
         for spec in LEVER_SPECS:
             yield LeverField(spec, getattr(self._levers, spec.name))
+        # Last: set once per model or profile, unlike the levers above.
+        yield Static(Content.styled("Prompt format", "bold"), classes="panel-heading")
+        yield FormatSelect()
 
     # -- what the screen tells the panel to show -------------------------------------------
 
