@@ -76,3 +76,21 @@ def test_f3_shows_the_prompt_format() -> None:
         prompt_format="custom 'vicuna [v1]' (prefix/suffix)",
     )
     assert "Prompt format:   custom 'vicuna [v1]' (prefix/suffix)" in provenance_lines(provenance)
+
+
+async def test_a_format_name_with_markup_is_shown_literally(make_app, profile_store):
+    profile_store.directory.mkdir(parents=True, exist_ok=True)
+    hostile = VICUNA_PROFILE.replace('"vicuna [v1]"', '"[/] [@click=app.quit] \\u001b[2J"')
+    (profile_store.directory / "vicuna.toml").write_text(hostile, encoding="utf-8")
+    app = make_app(profile="vicuna")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat_screen(app)
+        await wait_for(pilot, lambda: "custom" in options(screen), "the formats shown")
+        select = screen.panel.query_one("#format-select")
+        select.scroll_visible()
+        await pilot.pause()
+        labels = [str(label) for label, _value in select._options]
+        # Shown as typed (the escape made harmless), never read as markup or a click action.
+        assert labels[-1].startswith("custom '[/] [@click=app.quit] ")
+        assert "\x1b" not in labels[-1]
+        assert app.is_running
