@@ -121,3 +121,23 @@ def test_persona_levers_are_validated_with_the_key_named(tmp_path: Path) -> None
     with pytest.raises(ProfileError, match=r":3:1: persona_note must be a text, not \['Arr'\]"):
         profile_from_toml_bytes(b'name = "p"\n[levers]\npersona_note = ["Arr"]\n', path)
     assert (good.levers.persona_depth, good.levers.persona_role) == (2, "user")
+
+
+def test_ask_takes_the_persona_levers_as_options() -> None:
+    import argparse
+
+    from leverchat.commands.options import add_lever_options, levers_from_args
+
+    parser = argparse.ArgumentParser()
+    add_lever_options(parser)
+    args = parser.parse_args(
+        ["--persona-note", "Arr, be a pirate", "--persona-depth", "2", "--persona-role", "user"]
+    )
+    assert levers_from_args(args) == {
+        "persona_note": "Arr, be a pirate",
+        "persona_depth": 2,
+        "persona_role": "user",
+    }
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--persona-role", "narrator"])
+    assert "default none" in " ".join(parser.format_help().split())

@@ -216,8 +216,13 @@ def add_lever_options(parser: argparse.ArgumentParser) -> None:
             dest=f"lever_{spec.name}",
             type=_lever_type(spec),
             metavar=metavar,
-            help=f"{spec.help} ({spec.range_text()}; default {spec.default})",
+            help=f"{spec.help} ({spec.range_text()}; default {_shown_default(spec)})",
         )
+
+
+def _shown_default(spec: LeverSpec) -> str:
+    # An empty text (no persona note) reads "none", not an empty space.
+    return "none" if spec.default == "" else str(spec.default)
 
 
 def levers_from_args(args: argparse.Namespace) -> dict[str, Any]:
