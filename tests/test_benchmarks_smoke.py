@@ -147,3 +147,16 @@ def test_inspector_overhead_compares_off_and_on_for_each_lever_set(tiny_model_di
     # The inspector only watches: the replies are the same tokens with it on.
     assert result["same_tokens_on_and_off"] is True
     assert isinstance(result["target_met"], bool)
+
+
+def test_persona_switch_reports_each_variant_with_and_without_the_note(
+    tiny_model_dir: Path,
+) -> None:
+    result = run_benchmark("persona_switch", "--model", str(tiny_model_dir))
+    assert set(result["results"]) == {
+        f"{persona}_{variant}"
+        for persona in ("pirate", "french")
+        for variant in ("new_chat", "mid_chat", "mid_chat_note")
+    }
+    assert all(item["of"] == result["seeds"] for item in result["results"].values())
+    assert len(result["history"]) == 4

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from leverchat.commands import profiles_cmd
+from leverchat.engine.custom_format import CustomFormat
 from leverchat.levers import MAX_STOP_STRINGS, Levers
 from leverchat.profile_import import ProfileImportError, import_profile
 from leverchat.profiles import ProfileError, ProfileStore, profile_from_toml_bytes
@@ -188,10 +189,10 @@ def test_a_template_persona_beside_a_system_text_is_quoted_in_the_report(tmp_pat
     assert "(You are Mario from Super Mario Bros.) was not added" in item.reason
 
 
-def test_a_template_without_persona_says_so(tmp_path: Path) -> None:
+def test_a_template_without_persona_maps_to_a_prompt_format(tmp_path: Path) -> None:
     result = import_profile(Path(__file__).parent / "fixtures" / "import" / "pirate" / "Modelfile")
-    template = next(item for item in result.unmapped if item.key == "TEMPLATE")
-    assert template.reason.endswith("it holds no persona text")
+    assert not [item for item in result.unmapped if item.key == "TEMPLATE"]
+    assert isinstance(result.profile.prompt_format, CustomFormat)
 
 
 # --- #13: llm templates -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from leverchat.engine.custom_format import CustomFormat
 from leverchat.levers import Levers
 from leverchat.profile_import import ProfileImportError, import_profile
 from leverchat.profiles import ProfileError
@@ -38,13 +39,21 @@ def test_ollama_modelfile_maps_system_parameters_and_from_path() -> None:
         stop=("<|im_start|>", "<|im_end|>"),
     )
     reasons = {item.key: item.reason for item in result.unmapped}
-    assert list(reasons) == [
-        "TEMPLATE",
-        "PARAMETER repeat_last_n",
-        "PARAMETER num_ctx",
-        "MESSAGE",
-    ]
-    assert "chat template" in reasons["TEMPLATE"]
+    assert list(reasons) == ["PARAMETER repeat_last_n", "PARAMETER num_ctx", "MESSAGE"]
+    # The ChatML TEMPLATE maps to the profile's own prompt format, exactly.
+    assert profile.prompt_format == CustomFormat(
+        name="Modelfile TEMPLATE",
+        system_prefix="<|im_start|>system\n",
+        system_suffix="<|im_end|>\n",
+        user_prefix="<|im_start|>user\n",
+        user_suffix="<|im_end|>\n",
+        assistant_prefix="<|im_start|>assistant\n",
+        assistant_suffix="<|im_end|>\n",
+        generation_prefix="<|im_start|>assistant\n",
+    )
+    assert any(
+        note.startswith("TEMPLATE became the profile's prompt format") for note in result.notes
+    )
     # mirostat 0 switches Mirostat off: nothing is lost, so it is not reported.
     assert "PARAMETER mirostat" not in reasons
 

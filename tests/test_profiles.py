@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leverchat.engine.custom_format import CustomFormat
 from leverchat.levers import LEVER_SPECS, Levers
 from leverchat.profiles import (
     OVERWRITE,
@@ -109,6 +110,10 @@ def _lever_strategy(spec_name: str) -> st.SearchStrategy[object]:
         return st.integers(int(spec.minimum or 0), int(spec.maximum or 0))
     if spec.kind == "optional_int":
         return st.none() | st.integers(0, 2**63 - 1)
+    if spec.kind == "choice":
+        return st.sampled_from(spec.choices)
+    if spec.kind == "text":
+        return st.text(max_size=40).map(lambda t: t.replace("\r", ""))
     return st.lists(st.text(min_size=1, max_size=10), max_size=3).map(tuple)
 
 
@@ -127,7 +132,15 @@ profiles = st.builds(
     system_prompt=st.text(max_size=300),
     levers=levers_strategy,
     model=st.none() | st.text(min_size=1, max_size=40).filter(lambda m: m.strip() != ""),
-    prompt_format=st.sampled_from(["auto", "chat_template", "instruction"]),
+    prompt_format=st.sampled_from(["auto", "chat_template", "instruction"])
+    | st.builds(
+        CustomFormat,
+        name=st.text(min_size=1, max_size=20).filter(str.strip),
+        user_prefix=st.text(min_size=1, max_size=20),
+        assistant_suffix=st.text(max_size=20),
+        generation_prefix=st.text(max_size=20),
+        stop=st.lists(st.text(min_size=1, max_size=8), max_size=3).map(tuple),
+    ),
 )
 
 
@@ -220,8 +233,8 @@ INVALID_CASES = [
     ),
     (
         'name = "x"\nprompt_format = "chatml"\n',
-        "{path}:2:1: prompt_format must be one of 'auto', 'chat_template', 'instruction', not "
-        "'chatml' (str)",
+        "{path}:2:1: prompt_format must be one of 'auto', 'chat_template', 'instruction', or a "
+        "[prompt_format] table with a Jinja template or prefix/suffix strings, not 'chatml' (str)",
     ),
     ('name = "   "\n', "{path}:1:1: name cannot be empty"),
     (

@@ -75,3 +75,31 @@ def test_typed_control_tokens_stay_text_with_smollm2(smollm2_tokenizer: Any) -> 
             split_special_tokens=True,
         )["input_ids"]
     )
+
+
+def test_an_imported_chatml_modelfile_format_gives_smollm2s_own_ids(smollm2_tokenizer: Any) -> None:
+    """The Ollama ChatML TEMPLATE, imported as a prefix/suffix format, prompts SmolLM2 exactly
+    as its own chat template does, and a persona note at depth 1 is one more system turn."""
+    from leverchat.importers.go_template import map_go_template
+    from leverchat.levers import Levers
+    from leverchat.persona import with_persona_note
+
+    template = (
+        "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+        "{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}"
+        "<|im_start|>assistant\n{{ .Response }}<|im_end|>\n"
+    )
+    fmt = map_go_template(template, "chatml").fmt
+    assert fmt is not None
+    messages = (
+        ChatMessage("system", "You are helpful."),
+        ChatMessage("user", "Name a dog."),
+        ChatMessage("assistant", "Rex."),
+        ChatMessage("user", "What is the capital of France?\n"),
+    )
+    noted = with_persona_note(messages, Levers(persona_note="Answer in French."))
+    for chat in (messages, noted):
+        assert encode_messages(smollm2_tokenizer, chat, fmt) == encode_messages(
+            smollm2_tokenizer, chat, "chat_template"
+        )
+    assert [m.role for m in noted] == ["system", "user", "assistant", "system", "user"]

@@ -50,6 +50,8 @@ class ReplyProvenance:
     remote: RemoteProvenance | None = None
     # Stop strings the prompt format added to the levers' own (the instruction format's).
     format_stops: tuple[str, ...] = ()
+    # The prompt format the reply was asked in, in words ("" when not known).
+    prompt_format: str = ""
 
 
 @dataclass(frozen=True)

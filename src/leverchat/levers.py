@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-LeverKind = Literal["float", "int", "optional_int", "strings"]
+LeverKind = Literal["float", "int", "optional_int", "strings", "choice", "text"]
 
 
 class LeverError(ValueError):
@@ -40,11 +40,16 @@ class LeverSpec:
     neutral: Any
     help: str
     label: str
+    choices: tuple[str, ...] = ()  # kind "choice": the allowed values
 
     def range_text(self) -> str:
         """The allowed range as a user reads it, e.g. ``0.0 to 2.0``."""
         if self.kind == "strings":
             return "a list of strings"
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.kind == "text":
+            return f"a text of up to {MAX_TEXT_LEVER} characters"
         low = _format_number(self.minimum) if self.minimum is not None else "-inf"
         high = _format_number(self.maximum) if self.maximum is not None else "no limit"
         text = f"{low} to {high}"
@@ -195,11 +200,48 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
         help="End the reply at any of these strings (not shown).",
         label="Stop strings",
     ),
+    # Persona depth (persona.py): prompt levers, read when a reply starts.
+    LeverSpec(
+        name="persona_note",
+        kind="text",
+        default="",
+        minimum=None,
+        maximum=None,
+        step=0,
+        neutral="",
+        help="A short instruction re-inserted near the end of every prompt; empty: none.",
+        label="Persona note",
+    ),
+    LeverSpec(
+        name="persona_depth",
+        kind="int",
+        default=1,
+        minimum=0,
+        maximum=100,
+        step=1,
+        neutral=1,
+        help="How many messages from the end the persona note goes; 0: last.",
+        label="Note depth",
+    ),
+    LeverSpec(
+        name="persona_role",
+        kind="choice",
+        default="system",
+        minimum=None,
+        maximum=None,
+        step=0,
+        neutral="system",
+        help="The role the persona note is inserted as.",
+        label="Note role",
+        choices=("system", "user", "assistant"),
+    ),
 )
 
 # Every stop string is searched for after each token: a few are useful, thousands only slow
 # generation down (an imported Modelfile once carried 40,000).
 MAX_STOP_STRINGS = 32
+# A persona note is re-sent with every prompt: a few sentences, not a document.
+MAX_TEXT_LEVER = 2000
 
 SPECS_BY_NAME: dict[str, LeverSpec] = {spec.name: spec for spec in LEVER_SPECS}
 LEVER_NAMES: tuple[str, ...] = tuple(spec.name for spec in LEVER_SPECS)
@@ -241,6 +283,16 @@ def validate_lever(name: str, value: Any) -> Any:
         raise LeverError(name, unknown_key_message(name))
     if spec.kind == "strings":
         return _validate_strings(spec, value)
+    if spec.kind == "text":
+        if not isinstance(value, str):
+            raise LeverError(name, f"{name} must be a text, not {_describe(value)}")
+        if len(value) > MAX_TEXT_LEVER:
+            raise LeverError(name, f"{name} is longer than {MAX_TEXT_LEVER} characters")
+        return value.replace("\r\n", "\n")
+    if spec.kind == "choice":
+        if value not in spec.choices:
+            raise LeverError(name, f"{name} must be {spec.range_text()}, not {_describe(value)}")
+        return value
     if spec.kind == "optional_int" and value is None:
         return None
     # bool is an int subclass in Python; `temperature = true` is a mistake, not 1.0.
@@ -319,6 +371,9 @@ class Levers:
     max_new_tokens: int = 512
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    persona_note: str = ""
+    persona_depth: int = 1
+    persona_role: str = "system"
 
     def __post_init__(self) -> None:
         # Direct construction is validated too: an invalid Levers object cannot exist.

@@ -91,6 +91,7 @@ def import_profile(path: Path, *, name: str | None = None) -> ImportResult:
         system_prompt=system_prompt,
         levers=levers,
         model=draft.model,
+        prompt_format=draft.prompt_format or "auto",
     )
     return ImportResult(profile, tuple(draft.unmapped), fmt, path, tuple(draft.notes))
 

@@ -38,7 +38,8 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 from leverchat import paths
 from leverchat.bounded import short_repr
-from leverchat.engine.types import PromptFormat
+from leverchat.engine.custom_format import CustomFormat, FormatError, format_from_mapping
+from leverchat.engine.types import FormatChoice, PromptFormat
 from leverchat.levers import LEVER_NAMES, LeverError, Levers, suggest_key
 from leverchat.tomlio import (
     TomlError,
@@ -61,6 +62,7 @@ MAX_PROFILE_BYTES: Final = 1_000_000
 PROFILE_SUFFIX: Final = ".toml"
 DELETED_SUFFIX: Final = ".toml.deleted"
 PROMPT_FORMATS: Final[tuple[str, ...]] = get_args(PromptFormat)
+# prompt_format is one of PROMPT_FORMATS, or a [prompt_format] table: the profile's own format.
 TOP_LEVEL_KEYS: Final = (
     "schema_version",
     "name",
@@ -69,6 +71,7 @@ TOP_LEVEL_KEYS: Final = (
     "prompt_format",
     "system_prompt",
     "levers",
+    "custom_format",
 )
 # Listed first, in this order; user profiles follow alphabetically.
 BUILTIN_ORDER: Final = ("default", "precise", "creative", "pirate")
@@ -167,7 +170,10 @@ class Profile:
     system_prompt: str = ""
     levers: Levers = field(default_factory=Levers)
     model: str | None = None
-    prompt_format: PromptFormat = "auto"
+    prompt_format: FormatChoice = "auto"
+    # The profile's own format, kept while a built-in one is chosen (saved as [custom_format],
+    # so choosing "instruction" in the panel and saving never loses it).
+    custom_format: CustomFormat | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", validate_name(self.name))
@@ -187,11 +193,20 @@ class Profile:
                 )
             # An empty string is how people blank a value by hand: it means "no model".
             object.__setattr__(self, "model", self.model.strip() or None)
-        if self.prompt_format not in PROMPT_FORMATS:
+        if (
+            not isinstance(self.prompt_format, CustomFormat)
+            and self.prompt_format not in PROMPT_FORMATS
+        ):
             raise ProfileError(
                 f"prompt_format must be one of {', '.join(repr(f) for f in PROMPT_FORMATS)}, "
+                "or a [prompt_format] table with a Jinja template or prefix/suffix strings, "
                 f"not {_describe(self.prompt_format)}",
                 key="prompt_format",
+            )
+        if self.custom_format is not None and not isinstance(self.custom_format, CustomFormat):
+            raise ProfileError(
+                f"custom_format must be a table, not {_describe(self.custom_format)}",
+                key="custom_format",
             )
 
 
@@ -304,8 +319,20 @@ def profile_from_mapping(data: Mapping[str, Any], *, default_name: str | None = 
         system_prompt=data.get("system_prompt", ""),
         levers=levers,
         model=data.get("model"),
-        prompt_format=data.get("prompt_format", "auto"),
+        prompt_format=_prompt_format_from(data.get("prompt_format", "auto")),
+        custom_format=_prompt_format_from(data.get("custom_format"), key="custom_format"),
     )
+
+
+def _prompt_format_from(value: Any, key: str = "prompt_format") -> Any:
+    """A built-in format's name as is, a [prompt_format] table as the profile's own format."""
+    if not isinstance(value, Mapping):
+        return value  # Profile checks the name
+    try:
+        return format_from_mapping(value)
+    except FormatError as error:
+        where = f"{key}.{error.key}" if error.key else key
+        raise ProfileError(error.message, key=where) from None
 
 
 def _unknown_top_level_key_message(key: str) -> str:
@@ -331,9 +358,12 @@ def profile_to_mapping(profile: Profile, *, all_levers: bool = False) -> dict[st
     }
     if profile.model is not None:
         data["model"] = profile.model
-    data["prompt_format"] = profile.prompt_format
+    fmt = profile.prompt_format
+    data["prompt_format"] = fmt.to_mapping() if isinstance(fmt, CustomFormat) else fmt
     data["system_prompt"] = profile.system_prompt
     data["levers"] = profile.levers.to_mapping(only_changed_from=None if all_levers else Levers())
+    if profile.custom_format is not None and profile.custom_format != fmt:
+        data["custom_format"] = profile.custom_format.to_mapping()
     return data
 
 
@@ -388,6 +418,8 @@ def _locate_key(text: str, dotted_key: str) -> tuple[int, int] | None:
     for number, line in enumerate(text.splitlines(), start=1):
         if header := _TABLE_HEADER_RE.match(line):
             table = _split_dotted(header["name"])
+            if table == wanted:  # an error about a whole table ([prompt_format])
+                return number, 1
             continue
         match = _KEY_RE.match(line)
         if match and table + _split_dotted(match["key"]) == wanted:

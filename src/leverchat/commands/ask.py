@@ -23,6 +23,7 @@ from leverchat.engine.types import (
     ChatMessage,
     EngineError,
     FixedLevers,
+    FormatChoice,
     GenerationRequest,
     GenerationResult,
     LoadProgress,
@@ -132,13 +133,13 @@ class _UsageError(Exception):
     pass
 
 
-def _resolve_profile(args: argparse.Namespace) -> tuple[Levers, str, str | None, PromptFormat]:
+def _resolve_profile(args: argparse.Namespace) -> tuple[Levers, str, str | None, FormatChoice]:
     """Levers, system prompt, model and prompt format from the profile, then the options."""
     from leverchat.profiles import ProfileError, ProfileNotFoundError, ProfileStore
 
     store = ProfileStore()
     levers, system, model = Levers(), "", None
-    prompt_format: PromptFormat = "auto"
+    prompt_format: FormatChoice = "auto"
     name = args.profile or "default"
     try:
         profile = store.load(name).profile

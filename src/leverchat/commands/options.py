@@ -144,7 +144,9 @@ def join_negative_lever_values(argv: Sequence[str]) -> list[str]:
     Only values after a numeric lever option that look like a number (``-inf``, ``-1e5``,
     ``-.5``) are joined; the lever's own validation then refuses or accepts them.
     """
-    numeric = {option_name(spec) for spec in LEVER_SPECS if spec.kind != "strings"}
+    numeric = {
+        option_name(spec) for spec in LEVER_SPECS if spec.kind in ("float", "int", "optional_int")
+    }
     joined: list[str] = []
     items = list(argv)
     index = 0
@@ -170,6 +172,8 @@ def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
         value: Any
         if spec.kind == "strings":
             value = text.encode().decode("unicode_escape") if "\\" in text else text
+        elif spec.kind in ("choice", "text"):
+            value = text.strip()
         elif spec.kind == "float":
             if not _FLOAT.fullmatch(text.strip()):
                 raise argparse.ArgumentTypeError(
@@ -206,14 +210,19 @@ def add_lever_options(parser: argparse.ArgumentParser) -> None:
                 help=f"{spec.help} Repeatable; \\n means a newline.",
             )
             continue
-        metavar = "N" if spec.kind != "float" else "X"
+        metavar = {"float": "X", "choice": "ROLE", "text": "TEXT"}.get(spec.kind, "N")
         group.add_argument(
             option_name(spec),
             dest=f"lever_{spec.name}",
             type=_lever_type(spec),
             metavar=metavar,
-            help=f"{spec.help} ({spec.range_text()}; default {spec.default})",
+            help=f"{spec.help} ({spec.range_text()}; default {_shown_default(spec)})",
         )
+
+
+def _shown_default(spec: LeverSpec) -> str:
+    # An empty text (no persona note) reads "none", not an empty space.
+    return "none" if spec.default == "" else str(spec.default)
 
 
 def levers_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -17,20 +17,26 @@ from typing import TYPE_CHECKING, Any
 from leverchat.engine.compiled import CompiledStep
 from leverchat.engine.detokenize import IncrementalDecoder, StopStringFilter
 from leverchat.engine.inspection import TokenInspection
-from leverchat.engine.prompt import encode_messages, encode_within_budget, format_stops
+from leverchat.engine.prompt import (
+    describe_format,
+    encode_messages,
+    encode_within_budget,
+    format_stops,
+)
 from leverchat.engine.sampling import TokenPicker
 from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
     EngineError,
+    FormatChoice,
     GenerationRequest,
     GenerationResult,
     LeverChange,
-    PromptFormat,
     Stats,
     StopReason,
 )
 from leverchat.levers import random_seed
+from leverchat.persona import with_persona_note
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +73,9 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 class Generator:
     """Runs requests against one model, keeping the KV cache of the last turn."""
 
+    # The prompt format of the reply being run, in words (recorded in its result).
+    _format_name = ""
+
     def __init__(
         self,
         model: Any,
@@ -99,7 +108,7 @@ class Generator:
 
     # -- public -------------------------------------------------------------------------
 
-    def count_tokens(self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat) -> int:
+    def count_tokens(self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice) -> int:
         return len(encode_messages(self.tokenizer, messages, prompt_format))
 
     def reset_cache(self) -> None:
@@ -136,11 +145,12 @@ class Generator:
             # The prompt format's own stop strings (the instruction format ends a reply where
             # the model starts the next "### Instruction:"), on top of the levers' stops.
             own_stops = format_stops(self.tokenizer, request.prompt_format)
+            self._format_name = describe_format(self.tokenizer, request.prompt_format)
             reply_room = min(levers.max_new_tokens, max(MIN_REPLY_ROOM, self.context_window // 2))
             budget = max(1, self.context_window - reply_room)
-            encoded = encode_within_budget(
-                self.tokenizer, request.messages, request.prompt_format, budget
-            )
+            # The persona note (persona.py) joins the messages the model sees, never the chat.
+            messages = with_persona_note(request.messages, levers)
+            encoded = encode_within_budget(self.tokenizer, messages, request.prompt_format, budget)
             prompt_ids = encoded.ids
             stats = Stats(
                 prompt_tokens=len(prompt_ids),
@@ -325,6 +335,7 @@ class Generator:
             token_ids=tuple(state.token_ids),
             format_stops=own_stops,
             inspection=tuple(state.inspections),
+            prompt_format=self._format_name,
         )
 
 

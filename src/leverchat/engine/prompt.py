@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from leverchat.engine.types import ChatMessage, EngineError, PromptFormat
+from leverchat.engine.custom_format import CustomFormat, FormatError
+from leverchat.engine.types import ChatMessage, EngineError, FormatChoice, PromptFormat
 
 INSTRUCTION_SYSTEM = "{system}\n\n"
 INSTRUCTION_USER = "### Instruction:\n{prompt}\n\n### Response:\n"
@@ -38,7 +39,9 @@ class EncodedPrompt:
     trimmed_messages: int
 
 
-def resolve_format(tokenizer: Any, requested: PromptFormat) -> PromptFormat:
+def resolve_format(tokenizer: Any, requested: FormatChoice) -> PromptFormat | CustomFormat:
+    if isinstance(requested, CustomFormat):
+        return requested
     if requested != "auto":
         if requested == "chat_template" and not getattr(tokenizer, "chat_template", None):
             raise EngineError(
@@ -49,9 +52,26 @@ def resolve_format(tokenizer: Any, requested: PromptFormat) -> PromptFormat:
     return "chat_template" if getattr(tokenizer, "chat_template", None) else "instruction"
 
 
-def format_stops(tokenizer: Any, requested: PromptFormat) -> tuple[str, ...]:
+def format_stops(tokenizer: Any, requested: FormatChoice) -> tuple[str, ...]:
     """The stop strings a prompt format brings with it, added to every request's own."""
-    return INSTRUCTION_STOPS if resolve_format(tokenizer, requested) == "instruction" else ()
+    resolved = resolve_format(tokenizer, requested)
+    if isinstance(resolved, CustomFormat):
+        return resolved.own_stops(_token_text(tokenizer, "bos"), _token_text(tokenizer, "eos"))
+    return INSTRUCTION_STOPS if resolved == "instruction" else ()
+
+
+def describe_format(tokenizer: Any, requested: FormatChoice) -> str:
+    """The prompt format a reply used, in words (F3 shows it)."""
+    resolved = resolve_format(tokenizer, requested)
+    if isinstance(resolved, CustomFormat):
+        return resolved.describe()
+    if resolved == "chat_template":
+        return "chat_template (the model's own)"
+    return "instruction (### Instruction: / ### Response:)"
+
+
+def _token_text(tokenizer: Any, which: str) -> str:
+    return str(getattr(tokenizer, f"{which}_token", None) or "")
 
 
 def _special_texts(tokenizer: Any) -> list[str]:
@@ -169,10 +189,33 @@ def encode_instruction(tokenizer: Any, messages: tuple[ChatMessage, ...]) -> lis
     )
 
 
+def encode_custom(
+    tokenizer: Any, messages: tuple[ChatMessage, ...], custom: CustomFormat
+) -> list[int]:
+    """A profile's own format. A Jinja template writes the BOS token itself (as a chat
+    template does); prefix/suffix formats get it as the instruction format does."""
+    bos_text, eos_text = _token_text(tokenizer, "bos"), _token_text(tokenizer, "eos")
+    ids: list[int] = []
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if not custom.template and bos_id is not None and getattr(tokenizer, "add_bos_token", True):
+        ids.append(int(bos_id))
+    roles = [m.role for m in messages]
+
+    def render(contents: list[str]) -> str:
+        try:
+            return custom.render(roles, contents, bos_text, eos_text)
+        except FormatError as error:
+            raise EngineError(f"the prompt format '{custom.name}' failed: {error}") from None
+
+    return ids + encode_rendered(tokenizer, render, [m.content for m in messages])
+
+
 def encode_messages(
-    tokenizer: Any, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat
+    tokenizer: Any, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice
 ) -> list[int]:
     fmt = resolve_format(tokenizer, prompt_format)
+    if isinstance(fmt, CustomFormat):
+        return encode_custom(tokenizer, messages, fmt)
     if fmt == "chat_template":
         return encode_chat_template(tokenizer, messages)
     return encode_instruction(tokenizer, messages)
@@ -181,7 +224,7 @@ def encode_messages(
 def encode_within_budget(
     tokenizer: Any,
     messages: tuple[ChatMessage, ...],
-    prompt_format: PromptFormat,
+    prompt_format: FormatChoice,
     budget: int,
 ) -> EncodedPrompt:
     """Encode, dropping the oldest turns (never the system prompt, never the last message)

@@ -13,12 +13,12 @@ from leverchat.engine.types import (
     ChatEngine,
     ChatMessage,
     ChunkCallback,
+    FormatChoice,
     GenerationRequest,
     GenerationResult,
     ModelInfo,
     ModelSpec,
     ProgressCallback,
-    PromptFormat,
 )
 
 
@@ -90,7 +90,7 @@ class AnyEngine:
         return self.current.generate(request, on_chunk)
 
     def count_tokens(
-        self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
+        self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
     ) -> Future[int]:
         return self.current.count_tokens(messages, prompt_format)
 

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from leverchat.engine.custom_format import CustomFormat
 from leverchat.engine.inspection import TokenInspection
 from leverchat.levers import Levers
 
 Role = Literal["system", "user", "assistant"]
 PromptFormat = Literal["auto", "chat_template", "instruction"]
+# A built-in format by name, or one defined in a profile (engine/custom_format.py).
+FormatChoice = PromptFormat | CustomFormat
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class GenerationRequest:
     messages: tuple[ChatMessage, ...]
     levers: LeverSource
     cancel: threading.Event = field(default_factory=threading.Event)
-    prompt_format: PromptFormat = "auto"
+    prompt_format: FormatChoice = "auto"
     # Token inspector: record the top ``inspect`` alternatives of every reply token (0: off,
     # and then it costs nothing). See engine/inspection.py.
     inspect: int = 0
@@ -154,6 +157,8 @@ class GenerationResult:
     format_stops: tuple[str, ...] = ()
     # One record per reply token when the request asked for inspection (else empty).
     inspection: tuple[TokenInspection, ...] = ()
+    # The prompt format used, in words (prompt.describe_format); "" when not known.
+    prompt_format: str = ""
 
     @property
     def failed(self) -> bool:
@@ -250,7 +255,7 @@ class ChatEngine(Protocol):
     ) -> Future[GenerationResult]: ...
 
     def count_tokens(
-        self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
+        self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
     ) -> Future[int]: ...
 
     def close(self, timeout: float = 5.0) -> None: ...

@@ -23,13 +23,13 @@ from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
     EngineError,
+    FormatChoice,
     GenerationRequest,
     GenerationResult,
     LoadProgress,
     ModelInfo,
     ModelSpec,
     ProgressCallback,
-    PromptFormat,
     Stats,
     StopReason,
 )
@@ -166,7 +166,7 @@ class EngineThread:
         return self._submit(run, cancel=request.cancel)
 
     def count_tokens(
-        self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
+        self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
     ) -> Future[int]:
         def run() -> int:
             if self._generator is None:

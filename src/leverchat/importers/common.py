@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from leverchat.bounded import short_repr
+from leverchat.engine.custom_format import CustomFormat
 from leverchat.levers import MAX_STOP_STRINGS, LeverError, validate_lever
 from leverchat.profiles import ProfileError
 from leverchat.safetext import strip_control
@@ -47,6 +48,8 @@ class Draft:
     stops_dropped: int = 0
     stop_key: str = "stop"
     profile_name: str | None = None
+    # A prompt format mapped from the file's own template (None: the model's own, "auto").
+    prompt_format: CustomFormat | None = None
     seen: set[str] = field(default_factory=set)  # what an importer has met once already
 
     def skip(self, key: str, value: object, reason: str) -> None:

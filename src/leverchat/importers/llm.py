@@ -7,11 +7,13 @@ does not set keep leverchat's defaults, and the import report says so.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from typing import Any, Final
 
-from leverchat.importers.common import Draft
+from leverchat.importers.common import Draft, show
+from leverchat.importers.go_template import wrap_format
 from leverchat.profiles import ProfileError, validate_name
 
 DEFAULTS: Final[dict[str, Any]] = {}
@@ -53,7 +55,6 @@ _OPTION_LEVERS: Final = {
     "repetition_penalty": "repetition_penalty",
 }
 _KEY_REASONS: Final = {
-    "prompt": "leverchat sends what you type as is; it has no prompt template",
     "extract": "extracting code blocks is not a profile setting",
     "extract_last": "extracting code blocks is not a profile setting",
     "schema_object": "structured output schemas are not supported",
@@ -91,6 +92,8 @@ def parse_llm_template(data: Mapping[str, Any]) -> Draft:
             )
         elif key == "defaults":
             continue  # used to fill in the system prompt's $parameters
+        elif key == "prompt":
+            _map_prompt(draft, value)
         elif key in _KEY_REASONS:
             draft.skip(key, value, _KEY_REASONS[key])
         else:
@@ -132,3 +135,38 @@ def _map_options(draft: Draft, options: object) -> None:
             draft.skip(f"options.{key}", value, f"leverchat has no '{key}' option")
         else:
             draft.set_lever(f"options.{key}", lever, value)
+
+
+# Role markers and chat-format tokens: a prompt with them is a prompt format (for a base model),
+# not just words around what the user types.
+_FORMAT_MARKER_RE = re.compile(
+    r"^\s*(?:#+\s*)?(?:instruction|response|user|assistant|human|bot|input|question|answer)"
+    r"\s*:|<\|[^|<>\n]{1,40}\|>|\[/?INST\]",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _map_prompt(draft: Draft, value: object) -> None:
+    """llm's ``prompt`` fills ``$input`` with what the user types. With role markers around it
+    (``### Instruction:\n$input\n\n### Response:``) it is a prompt format: map it."""
+    if not isinstance(value, str):
+        draft.skip("prompt", value, "must be text")
+        return
+    before, found, after = value.partition("$input")
+    if not found or "$input" in after:
+        draft.skip("prompt", value, "it needs exactly one $input (where what you type goes) to map")
+        return
+    if not _FORMAT_MARKER_RE.search(value):
+        draft.skip(
+            "prompt",
+            value,
+            f"it wraps what you type ({show(value, 40)}) inside the model's own chat template; a "
+            "prompt format replaces that template, so it was not mapped: type the wrapper text "
+            "yourself",
+        )
+        return
+    draft.prompt_format = wrap_format("llm prompt", before, after)
+    draft.notes.append(
+        "prompt became the profile's prompt format: each turn is the text around $input, "
+        "replies separated by a blank line"
+    )

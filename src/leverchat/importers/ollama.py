@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from leverchat.importers.common import Draft, Unmapped, show
+from leverchat.importers.go_template import Mapped, map_go_template
 
 # Ollama's documented defaults (docs/modelfile.md, "Valid Parameters and Values"): a Modelfile
 # that does not set a lever ran with these, so the profile gets them too.
@@ -104,7 +105,7 @@ def parse_modelfile(text: str, *, base_dir: Path) -> Draft:
         else:
             draft.skip(instruction, value, "not a Modelfile instruction leverchat knows")
     for position, instruction, template in reversed(templates):
-        draft.unmapped.insert(position, _map_template(draft, instruction, template))
+        draft.unmapped[position:position] = _map_template(draft, instruction, template)
     if neutral:
         draft.notes.append(
             "Not imported, as they only switch off a sampler leverchat does not have: "
@@ -247,19 +248,42 @@ def template_persona(template: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip()).strip()
 
 
-def _map_template(draft: Draft, instruction: str, template: str) -> Unmapped:
-    """Keep a template's persona text where it can be kept; the report line for it."""
+def _map_template(draft: Draft, instruction: str, template: str) -> list[Unmapped]:
+    """Map a template to a prompt format where it maps, keep its persona text where it can
+    be kept; the report lines for what was not kept."""
+    report: list[Unmapped] = []
     persona = template_persona(template)
+    if persona and ".System" not in template:
+        # A persona written into the template itself: it becomes the system prompt below,
+        # and a prefix/suffix format has no place for fixed text before the conversation.
+        mapped = Mapped(None, ("it writes fixed persona text and has no {{ .System }}",))
+    else:
+        mapped = map_go_template(template, name=f"Modelfile {instruction}")
+    if mapped.fmt is not None:
+        draft.prompt_format = mapped.fmt  # the last template wins, as in Ollama
+        draft.notes.append(
+            f"{instruction} became the profile's prompt format (prefix and suffix strings per "
+            "role, under [prompt_format])"
+            + (
+                "; it has no {{ .Response }}: a reply in the history ends as a user turn does"
+                if ".Response" not in template
+                else ""
+            )
+        )
+        report += [Unmapped(instruction, show(template), problem) for problem in mapped.problems]
+        return report
+    why = f"not mapped to a prompt format: {'; '.join(mapped.problems)}"
     if not persona:
-        reason = f"{_TEMPLATE_REASON}; it holds no persona text"
+        reason = f"{_TEMPLATE_REASON}; {why}"
     elif draft.system_prompt.strip():
         reason = (
-            f"{_TEMPLATE_REASON}; its own persona text ({show(persona, 50)}) was not added to "
-            "the SYSTEM text: add it to the system prompt by hand if you want it"
+            f"{_TEMPLATE_REASON}; {why}; its own persona text ({show(persona, 50)}) was not "
+            "added to the SYSTEM text: add it to the system prompt by hand if you want it"
         )
     else:
         draft.system_prompt = persona
         reason = (
-            f"{_TEMPLATE_REASON}; its persona text ({show(persona, 50)}) is now the system prompt"
+            f"{_TEMPLATE_REASON}; {why}; its persona text ({show(persona, 50)}) is now the "
+            "system prompt"
         )
-    return Unmapped(instruction, show(template), reason)
+    return [Unmapped(instruction, show(template), reason)]

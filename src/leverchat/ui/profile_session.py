@@ -6,9 +6,12 @@ No Textual here: the chat screen asks this object, and shows the answers.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
+from leverchat.engine.custom_format import CustomFormat
+from leverchat.engine.types import FormatChoice, PromptFormat
 from leverchat.levers import Levers
-from leverchat.profiles import LoadedProfile, Profile, ProfileError, ProfileStore
+from leverchat.profiles import PROMPT_FORMATS, LoadedProfile, Profile, ProfileError, ProfileStore
 
 FALLBACK_PROFILE = "default"
 
@@ -22,6 +25,8 @@ class ProfileSession:
         self.fingerprint: str | None = None
         self.on_disk = False  # False until loaded from a file or saved
         self.problems: list[str] = []
+        self.saved_format: FormatChoice = self.profile.prompt_format
+        self.custom_format: CustomFormat | None = None
 
     def names(self) -> list[str]:
         """Every loadable profile; broken files are remembered in ``problems``."""
@@ -83,7 +88,33 @@ class ProfileSession:
         return self.profile
 
     def is_modified(self, system_prompt: str, levers: Levers) -> bool:
-        return system_prompt != self.profile.system_prompt or levers != self.profile.levers
+        return (
+            system_prompt != self.profile.system_prompt
+            or levers != self.profile.levers
+            or self.profile.prompt_format != self.saved_format
+        )
+
+    def format_choices(self) -> list[str]:
+        """The prompt formats the panel offers: the built-ins, and the profile's own."""
+        return [*PROMPT_FORMATS, *(["custom"] if self.custom_format is not None else [])]
+
+    def chosen_format(self) -> str:
+        fmt = self.profile.prompt_format
+        return "custom" if isinstance(fmt, CustomFormat) else fmt
+
+    def choose_format(self, choice: str) -> None:
+        """Use prompt format ``choice`` (a built-in's name or "custom") from the next reply;
+        saved with the profile."""
+        fmt: FormatChoice
+        if choice == "custom" and self.custom_format is not None:
+            fmt = self.custom_format
+        elif choice in PROMPT_FORMATS:
+            fmt = cast(PromptFormat, choice)
+        else:
+            return
+        # The profile's own format is kept beside a built-in choice: saving never loses it.
+        spare = None if isinstance(fmt, CustomFormat) else self.custom_format
+        self.profile = replace(self.profile, prompt_format=fmt, custom_format=spare)
 
     def edited(self, system_prompt: str, levers: Levers) -> Profile:
         return replace(self.profile, system_prompt=system_prompt, levers=levers)
@@ -111,6 +142,10 @@ class ProfileSession:
 
     def _take(self, loaded: LoadedProfile) -> None:
         self.profile = loaded.profile
+        # The format as saved, and the profile's own one (kept while a built-in is chosen).
+        self.saved_format = loaded.profile.prompt_format
+        own = loaded.profile.prompt_format
+        self.custom_format = own if isinstance(own, CustomFormat) else loaded.profile.custom_format
         self.fingerprint = loaded.fingerprint
         self.on_disk = True
 

@@ -335,6 +335,7 @@ def provenance(
         error=(detail or (result.error if result else None)) if final else None,
         remote=result.remote if result else None,
         format_stops=result.format_stops if result else (),
+        prompt_format=result.prompt_format if result else "",
     )
 
 

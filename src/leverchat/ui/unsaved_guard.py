@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from leverchat.levers import Levers
 from leverchat.profiles import Profile
 from leverchat.safetext import single_line
+from leverchat.ui.persona_hint import suggest_persona_note
 from leverchat.ui.screens.unsaved import Choice, UnsavedEditsScreen
 from leverchat.wording import sentence
 
@@ -78,4 +79,11 @@ def ask_before_switching(
     """Switch ``screen`` to profile ``name`` with ``switch(name)``, asking first when edits
     are unsaved; ``cancelled`` runs when the user stays (the panel shows the profile again)."""
     leaving = f"switch to profile {single_line(name, 40)}"
-    ask_before_leaving(screen, leaving, lambda: switch(name), cancelled=cancelled)
+
+    def switch_and_hint() -> None:
+        before = screen.profiles.profile
+        switch(name)
+        if screen.profiles.profile is not before:  # switched: the persona changed mid-chat?
+            suggest_persona_note(screen)
+
+    ask_before_leaving(screen, leaving, switch_and_hint, cancelled=cancelled)

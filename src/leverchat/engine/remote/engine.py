@@ -26,13 +26,13 @@ from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
     EngineError,
+    FormatChoice,
     GenerationRequest,
     GenerationResult,
     LoadProgress,
     ModelInfo,
     ModelSpec,
     ProgressCallback,
-    PromptFormat,
 )
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class RemoteEngine:
         return self._submit(run)
 
     def count_tokens(
-        self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
+        self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
     ) -> Future[int]:
         def run() -> int:
             raise EngineError("a remote model's tokens are counted by its server, not here")

@@ -32,6 +32,7 @@ from leverchat.engine.types import (
     UnavailableLever,
 )
 from leverchat.levers import Levers, random_seed
+from leverchat.persona import with_persona_note
 
 _FINISH = {"stop": StopReason.END_OF_TURN, "length": StopReason.MAX_TOKENS}
 
@@ -88,13 +89,15 @@ def generate_reply(
     reply = _Reply(started=time.perf_counter())
     tracker = _LeverTracker(request, session, version, levers)
     tracker.read(reply)
+    # The persona note (persona.py) is placed once, from the levers the reply starts with.
+    messages = with_persona_note(request.messages, start_levers)
     try:
         while True:
             levers = tracker.levers
             room = levers.max_new_tokens - reply.events
             if room <= 0:
                 return _result(session, reply, StopReason.MAX_TOKENS, seed, start_levers, tracker)
-            wire = _wire(session, request.messages, _with_room(levers, room), seed, reply)
+            wire = _wire(session, messages, _with_room(levers, room), seed, reply)
             if request.inspect and session.dialect.name in logprobs.SUPPORTED:
                 wire = _with_logprobs(wire, session.dialect, request.inspect)
             reply.requests += 1

@@ -36,6 +36,8 @@ def provenance_lines(provenance: ReplyProvenance) -> list[str]:
         lines.append(f"Context window:  {stats.context_window}")
     if stats.trimmed_messages:
         lines.append(f"Trimmed:         {stats.trimmed_messages} oldest messages left out")
+    if provenance.prompt_format:
+        lines.append(f"Prompt format:   {provenance.prompt_format}")
     if provenance.format_stops:
         stops = ", ".join(repr(stop) for stop in provenance.format_stops)
         lines.append(f"Format stops:    {stops} (the prompt format's own)")

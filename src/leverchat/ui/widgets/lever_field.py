@@ -36,6 +36,8 @@ def format_lever_value(spec: LeverSpec, value: Any) -> str:
 def parse_lever_text(spec: LeverSpec, text: str) -> Any:
     """The value the user typed, validated; raises LeverError naming the lever and the range."""
     stripped = text.strip()
+    if spec.kind in ("text", "choice"):
+        return validate_lever(spec.name, stripped)
     if spec.kind == "strings":
         return validate_lever(spec.name, _parse_strings(spec, stripped))
     if spec.kind == "optional_int" and not stripped:
@@ -68,7 +70,9 @@ def _parse_strings(spec: LeverSpec, text: str) -> Any:
 
 def nudged(spec: LeverSpec, value: Any, direction: int) -> Any:
     """``value`` moved one step up (+1) or down (-1), kept inside the allowed range."""
-    if spec.kind == "strings":
+    if spec.kind == "choice":
+        return spec.choices[(spec.choices.index(value) + direction) % len(spec.choices)]
+    if spec.kind in ("strings", "text"):
         return value
     # An unset seed starts from 0, not from its minimum (seeds may be negative).
     current = value if value is not None else max(spec.minimum or 0, 0)
@@ -120,8 +124,8 @@ class LeverInput(VisibleInput):
             event.stop()
             return
         direction = 0
-        if self.spec.kind == "strings":
-            pass  # stop strings are text: "+" and "-" are characters there
+        if self.spec.kind in ("strings", "text"):
+            pass  # stop strings and notes are text: "+" and "-" are characters there
         elif event.key in current_keys(keymap, "lever.step_up"):
             direction = 1
         elif event.key in current_keys(keymap, "lever.minus") and not self._minus_is_a_sign():
@@ -240,7 +244,7 @@ class LeverField(Vertical):
         return True
 
     def action_nudge(self, direction: int) -> None:
-        if self.spec.kind == "strings":
+        if self.spec.kind in ("strings", "text"):
             return
         # From what the box shows when it is valid (read now: its Changed message may still be
         # queued), else from the last applied value.

@@ -14,6 +14,8 @@ from textual.widgets import Button, Select, Static, TextArea
 
 from leverchat.levers import LEVER_SPECS, Levers
 from leverchat.safetext import single_line
+from leverchat.ui.persona_hint import suggest_persona_note
+from leverchat.ui.widgets.format_select import FormatSelect
 from leverchat.ui.widgets.lever_field import LeverField
 from leverchat.ui.widgets.visible_editors import VisibleTextArea
 
@@ -74,6 +76,9 @@ class LeverPanel(VerticalScroll):
         yield Static(Content.styled("Levers", "bold"), classes="panel-heading")
         for spec in LEVER_SPECS:
             yield LeverField(spec, getattr(self._levers, spec.name))
+        # Last: set once per model or profile, unlike the levers above.
+        yield Static(Content.styled("Prompt format", "bold"), classes="panel-heading")
+        yield FormatSelect()
 
     # -- what the screen tells the panel to show -------------------------------------------
 
@@ -97,6 +102,9 @@ class LeverPanel(VerticalScroll):
             select.set_options(self._profile_options(names))
             if current is not None and current in names:
                 select.value = current
+        # Shown again on every profile change (switch, save, revert all come through here).
+        for formats in self.query(FormatSelect):
+            formats.show_session()
 
     @staticmethod
     def _profile_options(names: list[str]) -> list[tuple[Text, str]]:
@@ -133,6 +141,7 @@ class LeverPanel(VerticalScroll):
         event.stop()
         self._system_prompt = event.text_area.text
         self.post_message(self.SystemPromptEdited(event.text_area.text))
+        suggest_persona_note(self.screen)  # a new persona mid-chat is often ignored
 
     @on(Button.Pressed)
     def _on_button(self, event: Button.Pressed) -> None:
