@@ -13,9 +13,12 @@ import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any
 
-LeverKind = Literal["float", "int", "optional_int", "strings"]
+from leverchat.lever_spec import LeverKind, LeverSpec, format_number
+from leverchat.sampler_specs import DEFAULT_DRY_BREAKERS, FLAG_LEVERS, SAMPLER_SPECS
+
+__all__ = ["LeverKind", "LeverSpec", "format_number"]
 
 
 class LeverError(ValueError):
@@ -25,38 +28,6 @@ class LeverError(ValueError):
         super().__init__(message)
         self.key = key
         self.message = message
-
-
-@dataclass(frozen=True)
-class LeverSpec:
-    """What the UI and validation need to know about one lever."""
-
-    name: str
-    kind: LeverKind
-    default: Any
-    minimum: float | None
-    maximum: float | None
-    step: float
-    neutral: Any
-    help: str
-    label: str
-
-    def range_text(self) -> str:
-        """The allowed range as a user reads it, e.g. ``0.0 to 2.0``."""
-        if self.kind == "strings":
-            return "a list of strings"
-        low = _format_number(self.minimum) if self.minimum is not None else "-inf"
-        high = _format_number(self.maximum) if self.maximum is not None else "no limit"
-        text = f"{low} to {high}"
-        if self.kind == "optional_int":
-            text += " (or unset for a random seed)"
-        return text
-
-
-def _format_number(value: float) -> str:
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
 
 
 # The order here is the order the side panel and `profiles show` use.
@@ -195,6 +166,7 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
         help="End the reply at any of these strings (not shown).",
         label="Stop strings",
     ),
+    *SAMPLER_SPECS,
 )
 
 # Every stop string is searched for after each token: a few are useful, thousands only slow
@@ -212,6 +184,7 @@ _ALIASES: dict[str, str] = {
     "stop_strings": "stop",
     "stops": "stop",
     "temp": "temperature",
+    "mirostat": "mirostat_mode",
 }
 
 
@@ -243,6 +216,8 @@ def validate_lever(name: str, value: Any) -> Any:
         return _validate_strings(spec, value)
     if spec.kind == "optional_int" and value is None:
         return None
+    if name in FLAG_LEVERS and isinstance(value, bool):
+        value = int(value)
     # bool is an int subclass in Python; `temperature = true` is a mistake, not 1.0.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise LeverError(
@@ -263,6 +238,10 @@ def validate_lever(name: str, value: Any) -> Any:
                 )
             value = int(value)
         number = int(value)
+    if name == "mirostat_mode" and number == 1:
+        raise LeverError(
+            name, "mirostat_mode = 1 (mirostat v1) is not supported: use 2 (v2) or 0 (off)"
+        )
     if (spec.minimum is not None and number < spec.minimum) or (
         spec.maximum is not None and number > spec.maximum
     ):
@@ -319,6 +298,20 @@ class Levers:
     max_new_tokens: int = 512
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # The samplers of sampler_specs.py (neutral defaults).
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_sequence_breakers: tuple[str, ...] = DEFAULT_DRY_BREAKERS
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    mirostat_mode: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    dynatemp_range: float = 0.0
+    dynatemp_exponent: float = 1.0
+    temperature_last: int = 0
+    ban: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Direct construction is validated too: an invalid Levers object cannot exist.

@@ -134,6 +134,16 @@ class RemoteProvenance:
 
 
 @dataclass(frozen=True)
+class LeverTokens:
+    """What a text-valued lever became in the loaded tokenizer: a banned phrase's token
+    sequences (its variants), or a DRY sequence breaker's token."""
+
+    lever: str
+    text: str
+    sequences: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     text: str
     stop_reason: StopReason
@@ -148,6 +158,8 @@ class GenerationResult:
     fault: Fault | None = None
     # Stop strings the prompt format added to the levers' own (see prompt.format_stops).
     format_stops: tuple[str, ...] = ()
+    # The banned phrases and DRY breakers of the reply's last levers, as tokens.
+    lever_tokens: tuple[LeverTokens, ...] = ()
 
     @property
     def failed(self) -> bool:
