@@ -176,7 +176,7 @@ def test_mirostat_v2_follows_llama_cpps_update_rule() -> None:
     torch.manual_seed(0)
     logits = torch.randn(200) * 3
     tau, eta = 3.0, 0.2
-    levers = Levers(mirostat_mode=2, mirostat_tau=tau, mirostat_eta=eta, temperature=0.8)
+    levers = Levers(mirostat_tau=tau, mirostat_eta=eta, temperature=0.8)
     p = picker([], 200, None)
     gen = torch.Generator().manual_seed(11)
     mu = 2 * tau  # llama.cpp: mu starts at 2 * tau
@@ -200,7 +200,7 @@ def test_mirostat_replaces_the_truncation_levers() -> None:
     truncating = Levers(top_k=1, min_p=0.9, temperature=1.0)
     assert torch.isfinite(p.process(logits, truncating)).sum() == 1
     # tau 10 bits: mu 20 keeps every one of these tokens whatever top-k says.
-    with_mirostat = Levers(top_k=1, min_p=0.9, temperature=1.0, mirostat_mode=2, mirostat_tau=10)
+    with_mirostat = Levers(top_k=1, min_p=0.9, temperature=1.0, mirostat_tau=10)
     assert torch.isfinite(p.process(logits, with_mirostat)).sum() == 6
 
 
@@ -275,7 +275,7 @@ def test_ban_removes_the_token_in_both_paths_and_pick_never_writes_it() -> None:
     ("key", "value", "words"),
     [
         ("xtc_probability", 1.5, "xtc_probability = 1.5 is out of range: allowed 0 to 1"),
-        ("mirostat_mode", 1, "mirostat v1) is not supported"),
+        ("mirostat_tau", -1, "mirostat_tau = -1.0 is out of range: allowed 0 to 20"),
         ("dry_allowed_length", 0, "dry_allowed_length = 0 is out of range"),
         ("dynatemp_range", "wide", "dynatemp_range must be a number"),
         ("ban", [""], "ban cannot contain an empty string"),
@@ -290,5 +290,5 @@ def test_a_bad_value_names_the_lever(key: str, value: object, words: str) -> Non
 
 def test_profile_imports_llama_cpp_spellings_and_flags() -> None:
     assert Levers.from_mapping({"temperature_last": True}).temperature_last == 1
-    with pytest.raises(LeverError, match="did you mean 'mirostat_mode'"):
+    with pytest.raises(LeverError, match="did you mean 'mirostat_tau'"):
         Levers.from_mapping({"mirostat": 2})

@@ -98,8 +98,7 @@ def cases(draw: st.DrawFn, extra: bool = False) -> Case:
             # XTC's coin always (1) or never (0) comes up, so pick's own draw is known.
             xtc_probability=draw(st.sampled_from([0.0, 1.0])),
             xtc_threshold=draw(st.floats(0.0, 0.5)),
-            mirostat_mode=draw(st.sampled_from([0, 0, 2])),
-            mirostat_tau=draw(st.floats(0.1, 10.0)),
+            mirostat_tau=draw(st.one_of(st.just(0.0), st.just(0.0), st.floats(0.1, 10.0))),
             dry_multiplier=draw(st.one_of(st.just(0.0), st.floats(0.1, 3.0))),
             dry_allowed_length=draw(st.integers(1, 3)),
         )
@@ -219,7 +218,7 @@ def test_pick_samples_from_exactly_what_the_reference_keeps(case: Case) -> None:
 def test_pick_agrees_with_the_reference_with_every_sampler(case: Case) -> None:
     """DRY, XTC, mirostat v2, dynamic temperature and temperature-last in both paths."""
     levers = case.levers
-    fired = levers.xtc_probability == 1.0 and levers.mirostat_mode != 2
+    fired = levers.xtc_probability == 1.0 and not levers.mirostat
     picker = picker_for(case)
     reference = picker.process(case.logits, levers, xtc_fired=fired)
     probs, ids = picker.distribution(case.logits, levers, xtc_fired=fired)

@@ -184,7 +184,8 @@ _ALIASES: dict[str, str] = {
     "stop_strings": "stop",
     "stops": "stop",
     "temp": "temperature",
-    "mirostat": "mirostat_mode",
+    "mirostat": "mirostat_tau",
+    "mirostat_mode": "mirostat_tau",
 }
 
 
@@ -238,10 +239,6 @@ def validate_lever(name: str, value: Any) -> Any:
                 )
             value = int(value)
         number = int(value)
-    if name == "mirostat_mode" and number == 1:
-        raise LeverError(
-            name, "mirostat_mode = 1 (mirostat v1) is not supported: use 2 (v2) or 0 (off)"
-        )
     if (spec.minimum is not None and number < spec.minimum) or (
         spec.maximum is not None and number > spec.maximum
     ):
@@ -305,8 +302,7 @@ class Levers:
     dry_sequence_breakers: tuple[str, ...] = DEFAULT_DRY_BREAKERS
     xtc_probability: float = 0.0
     xtc_threshold: float = 0.1
-    mirostat_mode: int = 0
-    mirostat_tau: float = 5.0
+    mirostat_tau: float = 0.0
     mirostat_eta: float = 0.1
     dynatemp_range: float = 0.0
     dynatemp_exponent: float = 1.0
@@ -352,6 +348,11 @@ class Levers:
     @property
     def is_greedy(self) -> bool:
         return self.temperature == 0.0
+
+    @property
+    def mirostat(self) -> bool:
+        """Mirostat v2 is on (a target surprise is set)."""
+        return self.mirostat_tau > 0.0
 
 
 def neutral_levers() -> Levers:

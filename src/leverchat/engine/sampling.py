@@ -225,7 +225,7 @@ class TokenPicker:
         logits = self.penalised(logits, levers)
         if levers.is_greedy:
             return logits
-        if levers.mirostat_mode == 2:
+        if levers.mirostat:
             logits = apply_temperature(logits, levers)
             return mirostat_filter(logits, self.mirostat.current(levers.mirostat_tau))
         if not levers.temperature_last:
@@ -296,7 +296,7 @@ class TokenPicker:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        if levers.typical_p < 1.0 or levers.mirostat_mode == 2:
+        if levers.typical_p < 1.0 or levers.mirostat:
             # Typical-p and mirostat need the whole distribution: the full reference.
             probs = torch.softmax(self.process(logits, levers, xtc_fired=xtc_fired), dim=-1)
             return probs, torch.arange(probs.shape[-1], device=probs.device)
@@ -317,7 +317,7 @@ class TokenPicker:
             # Every token was banned (n-gram blocking on a tiny vocabulary): fall back to the
             # unpenalised choice rather than sampling from nothing.
             return int(torch.argmax(logits[: self._vocab_size]).item())
-        mirostat = levers.mirostat_mode == 2
+        mirostat = levers.mirostat
         # The coin is drawn only while XTC is on, so a reply without it draws exactly as before.
         fired = not mirostat and xtc_fires(levers.xtc_probability, generator)
         probs, ids = self._sampled(logits, scores, levers, fired)

@@ -11,7 +11,7 @@ import string
 from collections.abc import Mapping
 from typing import Any, Final
 
-from leverchat.importers.common import Draft
+from leverchat.importers.common import Draft, map_mirostat
 from leverchat.profiles import ProfileError, validate_name
 
 DEFAULTS: Final[dict[str, Any]] = {}
@@ -51,7 +51,17 @@ _OPTION_LEVERS: Final = {
     "presence_penalty": "presence_penalty",
     "repeat_penalty": "repetition_penalty",
     "repetition_penalty": "repetition_penalty",
+    # llama.cpp-backed plugins (llm-gguf, llm-llama-server) take its sampler names.
+    "dry_multiplier": "dry_multiplier",
+    "dry_base": "dry_base",
+    "dry_allowed_length": "dry_allowed_length",
+    "dry_sequence_breakers": "dry_sequence_breakers",
+    "xtc_probability": "xtc_probability",
+    "xtc_threshold": "xtc_threshold",
+    "dynatemp_range": "dynatemp_range",
+    "dynatemp_exponent": "dynatemp_exponent",
 }
+_MIROSTAT_KEYS: Final = ("mirostat", "mirostat_tau", "mirostat_eta")
 _KEY_REASONS: Final = {
     "prompt": "leverchat sends what you type as is; it has no prompt template",
     "extract": "extracting code blocks is not a profile setting",
@@ -125,10 +135,16 @@ def _map_options(draft: Draft, options: object) -> None:
     if not isinstance(options, Mapping):
         draft.skip("options", options, "must be a mapping of option names to values")
         return
+    mirostat: dict[str, object] = {}
     for raw_key, value in options.items():
         key = str(raw_key)
         lever = _OPTION_LEVERS.get(key)
-        if lever is None:
+        if key in _MIROSTAT_KEYS:
+            mirostat[key] = value  # below, once all three are known
+        elif lever is None:
             draft.skip(f"options.{key}", value, f"leverchat has no '{key}' option")
         else:
             draft.set_lever(f"options.{key}", lever, value)
+    switched_off = map_mirostat(draft, "mirostat", mirostat)
+    if switched_off:
+        draft.notes.append("Not imported, as mirostat is off: " + ", ".join(switched_off))

@@ -2,7 +2,8 @@
 (src/llama-sampling.cpp): keep the tokens whose surprise ``-log2 p`` is at most ``mu``, sample
 from them renormalised, then move ``mu`` by ``eta`` times the error between the chosen token's
 surprise (in the renormalised distribution) and the target ``tau``. ``mu`` starts at
-``2 * tau`` and lives as long as one reply.
+``2 * tau`` and lives as long as one reply. leverchat has no mode lever: a ``mirostat_tau``
+above 0 switches v2 on (llama.cpp's ``mirostat = 2``); v1 is not offered.
 
 While mirostat is on it replaces top-k, top-p, min-p, typical-p and XTC, as in llama.cpp, whose
 mirostat chain is temperature then mirostat alone.
