@@ -292,3 +292,25 @@ def test_profile_imports_llama_cpp_spellings_and_flags() -> None:
     assert Levers.from_mapping({"temperature_last": True}).temperature_last == 1
     with pytest.raises(LeverError, match="did you mean 'mirostat_tau'"):
         Levers.from_mapping({"mirostat": 2})
+
+
+def test_neutral_samplers_do_no_work() -> None:
+    """At their neutral values nothing is tokenized, nothing drawn, nothing copied."""
+    calls: list[str] = []
+
+    def counting_encode(text: str) -> list[int]:
+        calls.append(text)
+        return char_encode(text)
+
+    p = picker(char_encode("abcabc"), len(ALPHABET), counting_encode)
+    logits = torch.randn(len(ALPHABET))
+    neutral = Levers(repetition_penalty=1.0, **PLAIN)
+    assert p.penalised(logits, neutral).data_ptr() == logits.data_ptr()  # no copy
+    gen = torch.Generator().manual_seed(5)
+    state = gen.get_state()
+    torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)
+    one_draw = gen.get_state()
+    gen.set_state(state)
+    p.pick(logits, neutral, gen)
+    assert torch.equal(gen.get_state(), one_draw)  # only the sampling draw itself
+    assert calls == []
