@@ -314,3 +314,17 @@ def test_neutral_samplers_do_no_work() -> None:
     p.pick(logits, neutral, gen)
     assert torch.equal(gen.get_state(), one_draw)  # only the sampling draw itself
     assert calls == []
+
+
+def test_provenance_lists_the_more_levers_only_when_they_did_something() -> None:
+    from leverchat.chat import ReplyProvenance
+    from leverchat.ui.screens.provenance import provenance_lines
+
+    def lines(levers: Levers) -> str:
+        return "\n".join(provenance_lines(ReplyProvenance("m", "p", "", levers, seed=1)))
+
+    plain = lines(Levers())
+    assert "temperature" in plain and "dry_multiplier" not in plain
+    with_dry = lines(Levers(dry_multiplier=0.8, ban=("As an AI",)))
+    assert "dry_multiplier         0.8" in with_dry
+    assert "As an AI" in with_dry
