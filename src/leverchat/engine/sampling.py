@@ -302,9 +302,9 @@ class TokenPicker:
             return probs, torch.arange(probs.shape[-1], device=probs.device)
         values, ids = self.candidates(scores, levers)
         if xtc_fired:
-            values = apply_xtc(values, levers.xtc_threshold)
+            values = apply_xtc(values, levers.xtc_threshold, ids)
         if levers.temperature_last:
-            values = apply_temperature(values, levers)
+            values = apply_temperature(values, levers, ids)
         return torch.softmax(values, dim=-1), ids
 
     def pick(self, logits: torch.Tensor, levers: Levers, generator: torch.Generator) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from leverchat.engine.samplers.order import finite_in_id_order
 from leverchat.levers import Levers
 
 if TYPE_CHECKING:
@@ -23,26 +24,32 @@ if TYPE_CHECKING:
 MIN_DYNAMIC_TEMPERATURE = 1e-6
 
 
-def dynamic_temperature(values: torch.Tensor, levers: Levers) -> float:
-    """The temperature for these logits (-inf = removed) under ``levers``."""
+def dynamic_temperature(
+    values: torch.Tensor, levers: Levers, ids: torch.Tensor | None = None
+) -> float:
+    """The temperature for these logits (-inf = removed) under ``levers``; ``ids``: the token
+    ids of ``values`` when they are candidates, not the whole vocabulary."""
     import torch
 
     if levers.dynatemp_range <= 0.0:
         return levers.temperature
-    finite = torch.sort(values[torch.isfinite(values)].float(), descending=True).values
+    finite = finite_in_id_order(values, ids)
     count = finite.numel()
     if count <= 1:
         return levers.temperature  # llama.cpp: nothing to do for one candidate
     low = max(0.0, levers.temperature - levers.dynatemp_range)
     high = levers.temperature + levers.dynatemp_range
-    # Sorted, in float64: the same number from the whole vocabulary and from candidates.
-    log_probs = torch.log_softmax(finite.double(), dim=-1)
-    entropy = float(-(log_probs.exp() * log_probs).sum().item())
+    # In id order, summed in float64: the same number from the whole vocabulary and from
+    # candidates.
+    log_probs = torch.log_softmax(finite, dim=-1)
+    entropy = float(-(log_probs.exp() * log_probs).sum(dtype=torch.float64).item())
     normalised = max(0.0, entropy) / math.log(count)
     temperature = float(low + (high - low) * normalised**levers.dynatemp_exponent)
     return max(temperature, MIN_DYNAMIC_TEMPERATURE)
 
 
-def apply_temperature(values: torch.Tensor, levers: Levers) -> torch.Tensor:
+def apply_temperature(
+    values: torch.Tensor, levers: Levers, ids: torch.Tensor | None = None
+) -> torch.Tensor:
     """``values`` divided by the (possibly dynamic) temperature."""
-    return values / dynamic_temperature(values, levers)
+    return values / dynamic_temperature(values, levers, ids)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from leverchat.engine.samplers.order import finite_in_id_order
+
 if TYPE_CHECKING:
     import torch
 
@@ -29,33 +31,38 @@ def xtc_fires(probability: float, generator: torch.Generator) -> bool:
     return float(draw.item()) < probability
 
 
-def xtc_keep_floor(values: torch.Tensor, threshold: float) -> float | None:
+def xtc_keep_floor(
+    values: torch.Tensor, threshold: float, ids: torch.Tensor | None = None
+) -> float | None:
     """The highest logit XTC removes above (every finite value greater than the returned one
-    goes), or None when fewer than two tokens reach ``threshold``. ``values``: logits."""
-    import torch
-
+    goes), or None when fewer than two tokens reach ``threshold``. ``values``: logits; ``ids``:
+    their token ids when they are candidates, not the whole vocabulary."""
     from leverchat.engine.truncation import log_normaliser
 
     if threshold > 0.5:
         return None  # at most one token can reach it (llama.cpp: "> 0.5 disables")
-    # The finite values, likeliest first, normalised in float64: the same numbers in the same
-    # order whether ``values`` is the whole vocabulary or the fast path's candidates, so both
-    # paths draw the line at the same token.
-    finite = torch.sort(values[torch.isfinite(values)].float(), descending=True).values
+    # The finite values in id order, normalised in float64: the same numbers in the same order
+    # whether ``values`` is the whole vocabulary or the fast path's candidates, so both paths
+    # draw the line at the same token.
+    finite = finite_in_id_order(values, ids)
     if finite.numel() < 2:
         return None
     if threshold > 0.0:
         log_probs = finite.double() - log_normaliser(finite)
         finite = finite[log_probs >= math.log(threshold)]
-    if finite.numel() < 2 or bool(finite[0] == finite[-1]):
-        # Fewer than two reach the threshold, or all that do are equally likely: none goes.
+    if finite.numel() < 2:
         return None
-    return float(finite[-1].item())
+    least, best = finite.min(), finite.max()
+    if bool(least == best):
+        return None  # all that reach the threshold are equally likely: none goes
+    return float(least.item())
 
 
-def apply_xtc(values: torch.Tensor, threshold: float) -> torch.Tensor:
+def apply_xtc(
+    values: torch.Tensor, threshold: float, ids: torch.Tensor | None = None
+) -> torch.Tensor:
     """``values`` (logits, -inf = removed) with the top choices removed."""
-    floor = xtc_keep_floor(values, threshold)
+    floor = xtc_keep_floor(values, threshold, ids)
     if floor is None:
         return values
     return values.masked_fill(values > floor, float("-inf"))
