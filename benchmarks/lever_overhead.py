@@ -8,6 +8,10 @@ prefill is left out. The runs alternate.
 Also measured: the time of ``TokenPicker.pick`` alone per token for each lever set, on real
 logits, which shows the sampling cost without the model's noise around it.
 
+And the cost of each sampler of sampler_specs.py when it is on (alone, over neutral levers):
+``pick_us_per_sampler``. Neutral, each of them is skipped with one comparison, so the neutral
+pick above already includes them at no cost.
+
 Target: active / neutral tokens/s at least 0.9.
 """
 
@@ -42,6 +46,20 @@ def lever_sets(tokens: int) -> dict[str, Any]:
     return {"neutral": neutral, "active": active}
 
 
+def sampler_sets(neutral: Any) -> dict[str, Any]:
+    """Neutral levers with one sampler beyond the common levers switched on."""
+    from dataclasses import replace
+
+    return {
+        "dry": replace(neutral, dry_multiplier=0.8),
+        "xtc": replace(neutral, xtc_probability=1.0, xtc_threshold=0.1),
+        "mirostat": replace(neutral, mirostat_tau=5.0),
+        "dynatemp": replace(neutral, dynatemp_range=0.5),
+        "temperature_last": replace(neutral, temperature_last=1, temperature=0.8, min_p=0.05),
+        "ban": replace(neutral, ban=("As an AI", "delve", "tapestry")),
+    }
+
+
 def pick_cost_us(generator: Any, prompt_ids: list[int], levers: Any, repeats: int) -> float:
     """Median microseconds of one TokenPicker.pick on the model's real next-token logits."""
     import torch
@@ -51,7 +69,9 @@ def pick_cost_us(generator: Any, prompt_ids: list[int], levers: Any, repeats: in
     with torch.inference_mode():
         generator.reset_cache()
         logits = generator._forward(prompt_ids)
-        picker = TokenPicker(prompt_ids, generator.vocab_size, generator.device)
+        picker = TokenPicker(
+            prompt_ids, generator.vocab_size, generator.device, generator._encode_text
+        )
         rng = torch.Generator(device=generator.device)
         rng.manual_seed(0)
         samples = []
@@ -100,6 +120,11 @@ def main() -> None:
     )
     repeats = 20 if args.smoke else 200
     pick_us = {name: pick_cost_us(generator, prompt_ids, levers[name], repeats) for name in levers}
+    samplers = sampler_sets(levers["neutral"])
+    sampler_us = {
+        name: pick_cost_us(generator, prompt_ids, lever, repeats)
+        for name, lever in samplers.items()
+    }
     neutral_ms_per_token = 1000.0 / neutral_rate if neutral_rate else 0.0
     _common.emit(
         {
@@ -115,6 +140,7 @@ def main() -> None:
             "samples_active": _common.rounded(samples["active"], 2),
             "ratio_active_over_neutral": result_ratio,
             "pick_us_per_token": pick_us,
+            "pick_us_per_sampler": sampler_us,
             "pick_share_of_token_neutral": _common.ratio(
                 pick_us["neutral"] / 1000.0, neutral_ms_per_token
             ),

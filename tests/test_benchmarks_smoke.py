@@ -51,6 +51,15 @@ def test_lever_overhead_compares_neutral_and_active_levers(tiny_model_dir: Path)
     assert result["tokens_per_s_neutral"] > 0 and result["tokens_per_s_active"] > 0
     assert result["ratio_active_over_neutral"] > 0
     assert set(result["pick_us_per_token"]) == {"neutral", "active"}
+    assert set(result["pick_us_per_sampler"]) == {
+        "dry",
+        "xtc",
+        "mirostat",
+        "dynatemp",
+        "temperature_last",
+        "ban",
+    }
+    assert all(cost > 0 for cost in result["pick_us_per_sampler"].values())
     assert result["levers"]["active"]["top_k"] > 0
     assert isinstance(result["target_met"], bool)
 

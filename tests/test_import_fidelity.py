@@ -67,9 +67,9 @@ def test_every_parameter_that_is_not_imported_is_named(tmp_path: Path) -> None:
     )
     assert "leverchat has no 'frobnicate' lever" in str(result.unmapped[3])
     assert (
-        "Not imported, as they only switch off a sampler leverchat does not have: "
-        "mirostat 0, tfs_z 1"
+        "Not imported, as they only switch off a sampler leverchat does not have: tfs_z 1"
     ) in result.notes
+    assert "Not imported, as mirostat is off: mirostat" in result.notes
 
 
 def test_a_textgen_preset_names_its_inactive_samplers_too(tmp_path: Path) -> None:

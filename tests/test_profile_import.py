@@ -123,16 +123,17 @@ def test_textgen_full_preset_reports_only_active_unmapped_samplers() -> None:
         typical_p=1.0,
         repetition_penalty=1.05,
         presence_penalty=0.1,
+        dry_multiplier=0.8,
+        dry_allowed_length=2,
+        dry_base=1.75,
     )
-    # DRY is on (multiplier 0.8): reported. XTC, Mirostat, dynamic temperature are off: only
-    # named in one summary note.
+    # DRY (on), XTC (off) and temperature_last are imported; mirostat and dynamic temperature
+    # are off: named in one summary note. Only what leverchat cannot apply is reported.
     assert [item.key for item in result.unmapped] == [
-        "dry_multiplier",
-        "dry_allowed_length",
-        "dry_base",
         "repetition_penalty_range",
         "sampler_priority",
     ]
+    assert any("mirostat_mode, mirostat_tau, mirostat_eta" in n for n in result.notes)
 
 
 def test_textgen_do_sample_false_means_greedy() -> None:

@@ -172,6 +172,9 @@ def test_ollama_uses_native_chat_with_options(fake: FakeServer) -> None:
         "frequency_penalty": 0.3,
         "seed": 7,
         "num_predict": 50,
+        "mirostat": 0,
+        "mirostat_tau": 0.0,
+        "mirostat_eta": 0.1,
         "stop": ["END"],
     }
     assert dropped(result) == {"no_repeat_ngram_size"}

@@ -60,7 +60,9 @@ class Case:
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> Case:
+def cases(draw: st.DrawFn, extra: bool = False) -> Case:
+    """``extra``: also the samplers transformers lacks (DRY, XTC, mirostat v2, dynamic
+    temperature, temperature-last), for the fast path against the reference."""
     vocab = draw(st.integers(2, 300))
     if draw(st.booleans()):
         values = draw(st.lists(st.sampled_from(GRID), min_size=vocab, max_size=vocab))
@@ -87,6 +89,19 @@ def cases(draw: st.DrawFn) -> Case:
         typical_p=draw(st.one_of(st.just(1.0), st.floats(0.01, 1.0))),
         repetition_penalty=draw(st.one_of(st.just(1.0), st.floats(0.5, 2.0))),
     )
+    if extra:
+        levers = replace(
+            levers,
+            temperature_last=draw(st.integers(0, 1)),
+            dynatemp_range=draw(st.one_of(st.just(0.0), st.floats(0.05, 3.0))),
+            dynatemp_exponent=draw(st.floats(0.25, 4.0)),
+            # XTC's coin always (1) or never (0) comes up, so pick's own draw is known.
+            xtc_probability=draw(st.sampled_from([0.0, 1.0])),
+            xtc_threshold=draw(st.floats(0.0, 0.5)),
+            mirostat_tau=draw(st.one_of(st.just(0.0), st.just(0.0), st.floats(0.1, 10.0))),
+            dry_multiplier=draw(st.one_of(st.just(0.0), st.floats(0.1, 3.0))),
+            dry_allowed_length=draw(st.integers(1, 3)),
+        )
     return Case(logits, prompt, levers, draw(st.sampled_from([1, 3, 64])))
 
 
@@ -196,6 +211,25 @@ def test_pick_samples_from_exactly_what_the_reference_keeps(case: Case) -> None:
     assert float(reference_probs[ids].sum()) == pytest.approx(1.0, abs=1e-5)
     generator = torch.Generator().manual_seed(0)
     assert picker.pick(case.logits, case.levers, generator) in kept(reference)
+
+
+@FUZZ
+@given(case=cases(extra=True))
+def test_pick_agrees_with_the_reference_with_every_sampler(case: Case) -> None:
+    """DRY, XTC, mirostat v2, dynamic temperature and temperature-last in both paths."""
+    levers = case.levers
+    fired = levers.xtc_probability == 1.0 and not levers.mirostat
+    picker = picker_for(case)
+    reference = picker.process(case.logits, levers, xtc_fired=fired)
+    probs, ids = picker.distribution(case.logits, levers, xtc_fired=fired)
+    reference_probs = torch.softmax(reference, -1)
+    assert torch.allclose(probs, reference_probs[ids], atol=1e-6)
+    assert float(reference_probs[ids].sum()) == pytest.approx(1.0, abs=1e-5)
+    if not levers.is_greedy and torch.isfinite(picker.penalised(case.logits, levers).max()):
+        # The same tokens can come out (a kept token may still underflow to probability 0).
+        assert set(ids[probs > 0].tolist()) == kept(torch.log(reference_probs))
+    generator = torch.Generator().manual_seed(0)
+    assert picker.pick(case.logits, levers, generator) in kept(reference)
 
 
 @FUZZ

@@ -13,9 +13,12 @@ import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any
 
-LeverKind = Literal["float", "int", "optional_int", "strings", "choice", "text"]
+from leverchat.lever_spec import MAX_TEXT_LEVER, LeverKind, LeverSpec, format_number
+from leverchat.sampler_specs import DEFAULT_DRY_BREAKERS, FLAG_LEVERS, SAMPLER_SPECS
+
+__all__ = ["LeverKind", "LeverSpec", "format_number"]
 
 
 class LeverError(ValueError):
@@ -25,43 +28,6 @@ class LeverError(ValueError):
         super().__init__(message)
         self.key = key
         self.message = message
-
-
-@dataclass(frozen=True)
-class LeverSpec:
-    """What the UI and validation need to know about one lever."""
-
-    name: str
-    kind: LeverKind
-    default: Any
-    minimum: float | None
-    maximum: float | None
-    step: float
-    neutral: Any
-    help: str
-    label: str
-    choices: tuple[str, ...] = ()  # kind "choice": the allowed values
-
-    def range_text(self) -> str:
-        """The allowed range as a user reads it, e.g. ``0.0 to 2.0``."""
-        if self.kind == "strings":
-            return "a list of strings"
-        if self.kind == "choice":
-            return "one of " + ", ".join(self.choices)
-        if self.kind == "text":
-            return f"a text of up to {MAX_TEXT_LEVER} characters"
-        low = _format_number(self.minimum) if self.minimum is not None else "-inf"
-        high = _format_number(self.maximum) if self.maximum is not None else "no limit"
-        text = f"{low} to {high}"
-        if self.kind == "optional_int":
-            text += " (or unset for a random seed)"
-        return text
-
-
-def _format_number(value: float) -> str:
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
 
 
 # The order here is the order the side panel and `profiles show` use.
@@ -200,6 +166,7 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
         help="End the reply at any of these strings (not shown).",
         label="Stop strings",
     ),
+    *SAMPLER_SPECS,
     # Persona depth (persona.py): prompt levers, read when a reply starts.
     LeverSpec(
         name="persona_note",
@@ -241,7 +208,6 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
 # generation down (an imported Modelfile once carried 40,000).
 MAX_STOP_STRINGS = 32
 # A persona note is re-sent with every prompt: a few sentences, not a document.
-MAX_TEXT_LEVER = 2000
 
 SPECS_BY_NAME: dict[str, LeverSpec] = {spec.name: spec for spec in LEVER_SPECS}
 LEVER_NAMES: tuple[str, ...] = tuple(spec.name for spec in LEVER_SPECS)
@@ -254,6 +220,8 @@ _ALIASES: dict[str, str] = {
     "stop_strings": "stop",
     "stops": "stop",
     "temp": "temperature",
+    "mirostat": "mirostat_tau",
+    "mirostat_mode": "mirostat_tau",
 }
 
 
@@ -295,6 +263,8 @@ def validate_lever(name: str, value: Any) -> Any:
         return value
     if spec.kind == "optional_int" and value is None:
         return None
+    if name in FLAG_LEVERS and isinstance(value, bool):
+        value = int(value)
     # bool is an int subclass in Python; `temperature = true` is a mistake, not 1.0.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise LeverError(
@@ -374,6 +344,19 @@ class Levers:
     persona_note: str = ""
     persona_depth: int = 1
     persona_role: str = "system"
+    # The samplers of sampler_specs.py (neutral defaults).
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_sequence_breakers: tuple[str, ...] = DEFAULT_DRY_BREAKERS
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    mirostat_tau: float = 0.0
+    mirostat_eta: float = 0.1
+    dynatemp_range: float = 0.0
+    dynatemp_exponent: float = 1.0
+    temperature_last: int = 0
+    ban: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Direct construction is validated too: an invalid Levers object cannot exist.
@@ -414,6 +397,11 @@ class Levers:
     @property
     def is_greedy(self) -> bool:
         return self.temperature == 0.0
+
+    @property
+    def mirostat(self) -> bool:
+        """Mirostat v2 is on (a target surprise is set)."""
+        return self.mirostat_tau > 0.0
 
 
 def neutral_levers() -> Levers:

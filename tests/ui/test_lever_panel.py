@@ -230,3 +230,31 @@ async def test_a_system_prompt_edit_marks_the_profile_modified(make_app):
         assert screen.system_prompt == "You are a helpful assistant.!!"
         assert screen.modified
         assert "default *" in str(screen.query_one("StatusLine").render())
+
+
+async def test_more_levers_are_folded_away_and_apply_mid_reply_once_opened(make_app, engine):
+    from textual.widgets import Collapsible
+
+    script = Script(["a ", "b ", "c ", "d"], hold_after=2)
+    engine.scripts.append(script)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat_screen(app)
+        more = screen.panel.query_one("#more-levers", Collapsible)
+        contents = more.query_one(Collapsible.Contents)
+        # The common levers first; DRY, XTC, mirostat... start folded (80x24 stays usable).
+        assert more.collapsed and not contents.display
+        assert screen.panel.field("temperature").region.area > 0
+        more.collapsed = False
+        await pilot.pause()
+        assert contents.display
+        await send(pilot, "go")
+        await wait_for(pilot, script.reached_hold.is_set, "the engine is mid-reply")
+        await type_into_lever(pilot, "dry_multiplier", "0.8")
+        script.release.set()
+        await reply_done(pilot)
+        seen = [levers.dry_multiplier for levers in engine.last.levers_per_chunk]
+        assert seen == [0.0, 0.0, 0.8, 0.8]
+        provenance = screen.conversation.messages[-1].provenance
+        assert provenance.lever_changes[0].changed == ("dry_multiplier",)
+        assert provenance.levers.dry_multiplier == 0.0  # the levers the reply started with

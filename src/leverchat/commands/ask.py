@@ -225,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
             print(visible_json(data))
         elif args.stats:
             print(format_stats(result), file=sys.stderr)
+            for line in format_lever_tokens(result):
+                print(visible(line), file=sys.stderr)
         if args.inspect and not args.json:
             print(format_table(result, args.inspect), file=sys.stderr)
         if result.error:
@@ -333,6 +335,15 @@ def format_stats(result: GenerationResult) -> str:
     return " · ".join(parts)
 
 
+def format_lever_tokens(result: GenerationResult) -> list[str]:
+    """One line per banned phrase or DRY breaker: the token sequences it became."""
+    return [
+        f"{item.lever} {item.text!r} -> tokens "
+        + (", ".join(str(list(sequence)) for sequence in item.sequences) or "none")
+        for item in result.lever_tokens
+    ]
+
+
 def result_to_json(result: GenerationResult, info: ModelInfo) -> dict[str, Any]:
     return {
         "text": result.text,
@@ -347,6 +358,14 @@ def result_to_json(result: GenerationResult, info: ModelInfo) -> dict[str, Any]:
                 "levers": c.levers.to_mapping(),
             }
             for c in result.lever_changes
+        ],
+        "lever_tokens": [
+            {
+                "lever": item.lever,
+                "text": item.text,
+                "token_ids": [list(sequence) for sequence in item.sequences],
+            }
+            for item in result.lever_tokens
         ],
         "stats": asdict(result.stats),
         "model": asdict(info),

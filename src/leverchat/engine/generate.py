@@ -32,10 +32,11 @@ from leverchat.engine.types import (
     GenerationRequest,
     GenerationResult,
     LeverChange,
+    LeverTokens,
     Stats,
     StopReason,
 )
-from leverchat.levers import random_seed
+from leverchat.levers import Levers, random_seed
 from leverchat.persona import with_persona_note
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class Generator:
                 )
             generator = torch.Generator(device=self.device)
             generator.manual_seed(seed)
-            picker = TokenPicker(prompt_ids, self.vocab_size, self.device)
+            picker = TokenPicker(prompt_ids, self.vocab_size, self.device, self._encode_text)
             decoder = IncrementalDecoder(self.tokenizer)
             stop_filter = StopStringFilter()
             inspector = self._inspector(request, state)
@@ -223,6 +224,7 @@ class Generator:
                     logits = self._step(token)
             if stop_reason is not StopReason.STOP_STRING:
                 state.emit(stop_filter.flush(), on_chunk)
+            state.lever_tokens = lever_tokens(picker, levers)
             return self._result(state, stop_reason, stats, seed, start_levers, started, own_stops)
         except Exception as error:  # any failure ends this request, never the engine
             log.exception("generation failed")
@@ -256,6 +258,11 @@ class Generator:
         inspector = Inspector(self.tokenizer, request.inspect)
         state.inspections = inspector.records  # the same list: filled as the reply grows
         return inspector
+
+    def _encode_text(self, text: str) -> list[int]:
+        """Text as the loaded tokenizer writes it mid-reply (no special tokens): for DRY's
+        sequence breakers and banned phrases."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _prefill(self, prompt_ids: list[int]) -> tuple[Any, int]:
         """Feed the prompt, reusing the cached keys and values of the longest common prefix.
@@ -336,6 +343,7 @@ class Generator:
             format_stops=own_stops,
             inspection=tuple(state.inspections),
             prompt_format=self._format_name,
+            lever_tokens=state.lever_tokens,
         )
 
 
@@ -347,6 +355,7 @@ class _ReplyState:
         self.inspections: list[TokenInspection] = []
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
+        self.lever_tokens: tuple[LeverTokens, ...] = ()
 
     @property
     def text(self) -> str:
@@ -358,6 +367,20 @@ class _ReplyState:
         self.pieces.append(piece)
         if on_chunk is not None:
             on_chunk(piece)
+
+
+def lever_tokens(picker: TokenPicker, levers: Levers) -> tuple[LeverTokens, ...]:
+    """Which tokens the text-valued levers became: each banned phrase's sequences, and DRY's
+    breakers while DRY is on (shown by ``ask --json``/``--stats`` and kept in the result)."""
+    out = [
+        LeverTokens("ban", phrase.text, phrase.sequences) for phrase in picker.banned(levers.ban)
+    ]
+    if levers.dry_multiplier > 0.0:
+        encode = picker.encode_text
+        for breaker in levers.dry_sequence_breakers:
+            tokens = encode("a" + breaker) if encode else []
+            out.append(LeverTokens("dry_sequence_breakers", breaker, (tuple(tokens[-1:]),)))
+    return tuple(out)
 
 
 def _output_vocab_size(model: Any) -> int:

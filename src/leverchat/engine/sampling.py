@@ -3,15 +3,25 @@
 transformers has no frequency/presence penalty and fixes its processors for a whole
 ``generate`` call, so leverchat applies every lever itself, from the levers read at this very
 step. Each lever costs nothing when it is at its neutral value. The order follows
-transformers' own: penalties first (they also apply to greedy decoding), then temperature,
-top-k, top-p, min-p and typical-p. How each filter treats ties is in
-:mod:`leverchat.engine.truncation`.
+transformers' own: penalties first (they also apply to greedy decoding: repetition,
+frequency/presence, n-gram blocking, DRY, banned phrases), then temperature, top-k, top-p,
+min-p, typical-p and XTC. ``temperature_last`` moves temperature after XTC (as
+text-generation-webui's option does; llama.cpp's default chain already ends with it), and
+mirostat v2 replaces everything after temperature (as in llama.cpp). How each filter treats ties
+is in :mod:`leverchat.engine.truncation`; the samplers beyond the common levers are in
+:mod:`leverchat.engine.samplers`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from leverchat.engine.samplers.dry import breaker_ids, dry_penalties
+from leverchat.engine.samplers.dynatemp import apply_temperature
+from leverchat.engine.samplers.mirostat import MirostatState, mirostat_filter
+from leverchat.engine.samplers.phrase_ban import BannedPhrase, banned_phrases, blocked_tokens
+from leverchat.engine.samplers.xtc import apply_xtc, xtc_fires
 from leverchat.engine.truncation import (
     filter_min_p,
     filter_top_k,
@@ -89,8 +99,20 @@ class TokenPicker:
     # The first candidate count tried for top-p; quadrupled until it holds top_p of the mass.
     FIRST_CANDIDATES = 64
 
-    def __init__(self, prompt_ids: list[int], vocab_size: int, device: torch.device) -> None:
-
+    def __init__(
+        self,
+        prompt_ids: list[int],
+        vocab_size: int,
+        device: torch.device,
+        encode: Callable[[str], list[int]] | None = None,
+    ) -> None:
+        """``encode``: the loaded tokenizer's text -> ids (no special tokens), which turns DRY's
+        sequence breakers and banned phrases into tokens; without it they match nothing."""
+        self._encode = encode
+        self._breakers: tuple[tuple[str, ...], frozenset[int]] = ((), frozenset())
+        self._bans: tuple[tuple[str, ...], tuple[BannedPhrase, ...]] = ((), ())
+        # Mirostat's mu: one per reply, as the picker is.
+        self.mirostat = MirostatState()
         self._vocab_size = vocab_size
         self._device = device
         self._all_ids = list(prompt_ids)
@@ -150,33 +172,90 @@ class TokenPicker:
             banned = banned_ngram_tokens(self._all_ids, levers.no_repeat_ngram_size)
             if banned:
                 if not modified:
-                    logits = logits.clone()
+                    logits, modified = logits.clone(), True
                 logits[banned] = float("-inf")
+        if levers.dry_multiplier > 0.0:
+            penalties = dry_penalties(
+                self._all_ids,
+                levers.dry_multiplier,
+                levers.dry_base,
+                levers.dry_allowed_length,
+                self.breaker_ids(levers.dry_sequence_breakers),
+            )
+            penalties = {t: v for t, v in penalties.items() if 0 <= t < self._vocab_size}
+            if penalties:
+                if not modified:
+                    logits, modified = logits.clone(), True
+                dry_ids = list(penalties)
+                logits[dry_ids] -= torch.tensor(list(penalties.values()), device=logits.device)
+        if levers.ban:
+            blocked = [
+                t
+                for t in blocked_tokens(self._all_ids, self.banned(levers.ban))
+                if 0 <= t < self._vocab_size
+            ]
+            if blocked:
+                if not modified:
+                    logits = logits.clone()
+                logits[blocked] = float("-inf")
         return logits
+
+    @property
+    def encode_text(self) -> Callable[[str], list[int]] | None:
+        return self._encode
+
+    def breaker_ids(self, breakers: tuple[str, ...]) -> frozenset[int]:
+        """DRY's sequence breakers as tokens of the loaded tokenizer (cached per value)."""
+        if self._breakers[0] != breakers:
+            ids = breaker_ids(breakers, self._encode) if self._encode else frozenset()
+            self._breakers = (breakers, ids)
+        return self._breakers[1]
+
+    def banned(self, phrases: tuple[str, ...]) -> tuple[BannedPhrase, ...]:
+        """The ``ban`` lever's phrases and the token sequences each became (cached)."""
+        if self._bans[0] != phrases:
+            found = banned_phrases(phrases, self._encode) if self._encode else ()
+            self._bans = (phrases, found)
+        return self._bans[1]
 
     # -- the reference, full-vocabulary filters ------------------------------------------
 
-    def process(self, logits: torch.Tensor, levers: Levers) -> torch.Tensor:
-        """The logits after every lever but the final choice (1-D, float32, -inf = removed)."""
+    def process(
+        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool = False
+    ) -> torch.Tensor:
+        """The logits after every lever but the final choice (1-D, float32, -inf = removed).
+
+        ``xtc_fired``: whether XTC's coin came up this step (:meth:`pick` draws it)."""
         logits = self.penalised(logits, levers)
         if levers.is_greedy:
             return logits
-        logits = logits / levers.temperature
+        if levers.mirostat:
+            logits = apply_temperature(logits, levers)
+            return mirostat_filter(logits, self.mirostat.current(levers.mirostat_tau))
+        if not levers.temperature_last:
+            logits = apply_temperature(logits, levers)
         logits = filter_top_k(logits, levers.top_k)
         logits = filter_top_p(logits, levers.top_p)
         logits = filter_min_p(logits, levers.min_p)
-        return filter_typical_p(logits, levers.typical_p)
+        logits = filter_typical_p(logits, levers.typical_p)
+        if xtc_fired:
+            logits = apply_xtc(logits, levers.xtc_threshold)
+        if levers.temperature_last:
+            logits = apply_temperature(logits, levers)
+        return logits
 
     # -- the fast path -------------------------------------------------------------------
 
     def candidates(self, scores: torch.Tensor, levers: Levers) -> tuple[torch.Tensor, torch.Tensor]:
         """The tokens top-k, top-p and min-p keep, as (scaled logits, token ids): most likely
         first, or the whole vocabulary in its own order when no filter is on. ``scores`` are
-        penalised logits; typical-p is not handled here. Keeps exactly what :meth:`process`
-        keeps, ties included (see :mod:`leverchat.engine.truncation`)."""
+        penalised logits; typical-p, XTC and mirostat are not handled here, nor temperature
+        when ``temperature_last`` (then the logits come back unscaled). Keeps exactly what
+        :meth:`process` keeps, ties included (see :mod:`leverchat.engine.truncation`)."""
         import torch
 
-        scores = scores / levers.temperature
+        if not levers.temperature_last:
+            scores = apply_temperature(scores, levers)
         vocab = scores.shape[-1]
         if 0 < levers.top_k < vocab:
             values, ids = top_k_with_ties(scores, levers.top_k)
@@ -201,10 +280,10 @@ class TokenPicker:
         return values[keep], ids[keep]
 
     def distribution(
-        self, logits: torch.Tensor, levers: Levers
+        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """What :meth:`pick` samples from, as (probabilities, token ids). Where typical-p is
-        on, the whole vocabulary, with zeros for the tokens it removed."""
+        """What :meth:`pick` samples from, as (probabilities, token ids). Where typical-p or
+        mirostat is on, the whole vocabulary, with zeros for the tokens it removed."""
         import torch
 
         scores = self.penalised(logits, levers)
@@ -214,18 +293,22 @@ class TokenPicker:
             return torch.ones(1, device=scores.device), torch.argmax(
                 logits[: self._vocab_size]
             ).reshape(1)
-        return self._sampled(logits, scores, levers)
+        return self._sampled(logits, scores, levers, xtc_fired)
 
     def _sampled(
-        self, logits: torch.Tensor, scores: torch.Tensor, levers: Levers
+        self, logits: torch.Tensor, scores: torch.Tensor, levers: Levers, xtc_fired: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        if levers.typical_p < 1.0:
-            # Typical-p needs the entropy of the whole distribution: the full reference.
-            probs = torch.softmax(self.process(logits, levers), dim=-1)
+        if levers.typical_p < 1.0 or levers.mirostat:
+            # Typical-p and mirostat need the whole distribution: the full reference.
+            probs = torch.softmax(self.process(logits, levers, xtc_fired=xtc_fired), dim=-1)
             return probs, torch.arange(probs.shape[-1], device=probs.device)
         values, ids = self.candidates(scores, levers)
+        if xtc_fired:
+            values = apply_xtc(values, levers.xtc_threshold, ids)
+        if levers.temperature_last:
+            values = apply_temperature(values, levers, ids)
         return torch.softmax(values, dim=-1), ids
 
     def pick(self, logits: torch.Tensor, levers: Levers, generator: torch.Generator) -> int:
@@ -238,6 +321,11 @@ class TokenPicker:
             # Every token was banned (n-gram blocking on a tiny vocabulary): fall back to the
             # unpenalised choice rather than sampling from nothing.
             return int(torch.argmax(logits[: self._vocab_size]).item())
-        probs, ids = self._sampled(logits, scores, levers)
+        mirostat = levers.mirostat
+        # The coin is drawn only while XTC is on, so a reply without it draws exactly as before.
+        fired = not mirostat and xtc_fires(levers.xtc_probability, generator)
+        probs, ids = self._sampled(logits, scores, levers, fired)
         choice = torch.multinomial(probs, 1, generator=generator)
+        if mirostat:
+            self.mirostat.update(levers.mirostat_tau, levers.mirostat_eta, float(probs[choice]))
         return int(ids[choice].item())

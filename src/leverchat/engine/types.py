@@ -141,6 +141,16 @@ class RemoteProvenance:
 
 
 @dataclass(frozen=True)
+class LeverTokens:
+    """What a text-valued lever became in the loaded tokenizer: a banned phrase's token
+    sequences (its variants), or a DRY sequence breaker's token."""
+
+    lever: str
+    text: str
+    sequences: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     text: str
     stop_reason: StopReason
@@ -159,6 +169,8 @@ class GenerationResult:
     inspection: tuple[TokenInspection, ...] = ()
     # The prompt format used, in words (prompt.describe_format); "" when not known.
     prompt_format: str = ""
+    # The banned phrases and DRY breakers of the reply's last levers, as tokens.
+    lever_tokens: tuple[LeverTokens, ...] = ()
 
     @property
     def failed(self) -> bool:

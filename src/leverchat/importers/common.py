@@ -100,6 +100,26 @@ class Draft:
         return levers
 
 
+MIROSTAT_V1 = "mirostat v1 is not supported: leverchat has mirostat v2 (mode 2)"
+
+
+def map_mirostat(draft: Draft, mode_key: str, data: dict[str, object]) -> list[str]:
+    """llama.cpp's mirostat mode/tau/eta triple: mode 2 sets ``mirostat_tau`` (which switches
+    v2 on; llama.cpp's default tau is 5) and ``mirostat_eta``. ``data`` holds the parsed values
+    present, by their names in the file. Returns the keys that were switched off."""
+    mode = data.get(mode_key)
+    present = [key for key in (mode_key, "mirostat_tau", "mirostat_eta") if key in data]
+    if mode is None or mode == 0:
+        return present
+    if mode != 2:
+        draft.skip(mode_key, mode, MIROSTAT_V1 if mode == 1 else "must be 0 or 2")
+        return []
+    draft.set_lever(mode_key, "mirostat_tau", data.get("mirostat_tau", 5.0))
+    if "mirostat_eta" in data:
+        draft.set_lever("mirostat_eta", "mirostat_eta", data["mirostat_eta"])
+    return []
+
+
 def show(value: object, limit: int = 60) -> str:
     """A short, single-line, terminal-safe rendering of a value for the report.
 

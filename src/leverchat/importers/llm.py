@@ -12,7 +12,7 @@ import string
 from collections.abc import Mapping
 from typing import Any, Final
 
-from leverchat.importers.common import Draft, show
+from leverchat.importers.common import Draft, map_mirostat, show
 from leverchat.importers.go_template import wrap_format
 from leverchat.profiles import ProfileError, validate_name
 
@@ -53,7 +53,17 @@ _OPTION_LEVERS: Final = {
     "presence_penalty": "presence_penalty",
     "repeat_penalty": "repetition_penalty",
     "repetition_penalty": "repetition_penalty",
+    # llama.cpp-backed plugins (llm-gguf, llm-llama-server) take its sampler names.
+    "dry_multiplier": "dry_multiplier",
+    "dry_base": "dry_base",
+    "dry_allowed_length": "dry_allowed_length",
+    "dry_sequence_breakers": "dry_sequence_breakers",
+    "xtc_probability": "xtc_probability",
+    "xtc_threshold": "xtc_threshold",
+    "dynatemp_range": "dynatemp_range",
+    "dynatemp_exponent": "dynatemp_exponent",
 }
+_MIROSTAT_KEYS: Final = ("mirostat", "mirostat_tau", "mirostat_eta")
 _KEY_REASONS: Final = {
     "extract": "extracting code blocks is not a profile setting",
     "extract_last": "extracting code blocks is not a profile setting",
@@ -128,13 +138,19 @@ def _map_options(draft: Draft, options: object) -> None:
     if not isinstance(options, Mapping):
         draft.skip("options", options, "must be a mapping of option names to values")
         return
+    mirostat: dict[str, object] = {}
     for raw_key, value in options.items():
         key = str(raw_key)
         lever = _OPTION_LEVERS.get(key)
-        if lever is None:
+        if key in _MIROSTAT_KEYS:
+            mirostat[key] = value  # below, once all three are known
+        elif lever is None:
             draft.skip(f"options.{key}", value, f"leverchat has no '{key}' option")
         else:
             draft.set_lever(f"options.{key}", lever, value)
+    switched_off = map_mirostat(draft, "mirostat", mirostat)
+    if switched_off:
+        draft.notes.append("Not imported, as mirostat is off: " + ", ".join(switched_off))
 
 
 # Role markers and chat-format tokens: a prompt with them is a prompt format (for a base model),

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from leverchat.importers.common import Draft, Unmapped, show
+from leverchat.importers.common import Draft, Unmapped, map_mirostat, show
 from leverchat.importers.go_template import Mapped, map_go_template
 
 # Ollama's documented defaults (docs/modelfile.md, "Valid Parameters and Values"): a Modelfile
@@ -43,9 +43,6 @@ _RUNTIME_SETTING = "an Ollama/llama.cpp runtime setting, not a sampling lever"
 _OLLAMA_REASONS: Final = {
     "num_ctx": "the context window comes from the model itself",
     "repeat_last_n": "leverchat's repetition penalty always covers the whole conversation",
-    "mirostat": "leverchat has no Mirostat sampler",
-    "mirostat_eta": "leverchat has no Mirostat sampler",
-    "mirostat_tau": "leverchat has no Mirostat sampler",
     "tfs_z": "leverchat has no tail-free sampling",
     "penalize_newline": "leverchat has no newline-specific penalty",
     "grammar": "leverchat has no grammar-constrained sampling",
@@ -68,7 +65,8 @@ _OLLAMA_REASONS: Final = {
     },
 }
 # Values that switch a sampler off: nothing is lost; they are only named in one summary line.
-_OLLAMA_NEUTRAL: Final[dict[str, float]] = {"mirostat": 0, "tfs_z": 1}
+_OLLAMA_NEUTRAL: Final[dict[str, float]] = {"tfs_z": 1}
+_MIROSTAT_KEYS: Final = ("mirostat", "mirostat_tau", "mirostat_eta")
 _TEMPLATE_REASON = "leverchat uses the model's own chat template (prompt_format 'auto')"
 _OLLAMA_INSTRUCTION_REASONS: Final = {
     "ADAPTER": "LoRA adapters are not supported",
@@ -90,11 +88,16 @@ def parse_modelfile(text: str, *, base_dir: Path) -> Draft:
     draft = Draft()
     templates: list[tuple[int, str, str]] = []
     neutral: list[str] = []
+    # llama.cpp's mirostat, mapped once all three are known (see common.map_mirostat).
+    mirostat: dict[str, object] = {}
     for instruction, parameter, value in _modelfile_instructions(text):
         if instruction == "SYSTEM":
             draft.system_prompt = value  # Ollama keeps the last SYSTEM
         elif instruction == "FROM":
             _map_from(draft, value, base_dir)
+        elif instruction == "PARAMETER" and parameter in _MIROSTAT_KEYS:
+            number = _parse_number(value)
+            mirostat[parameter] = value if number is None else number
         elif instruction == "PARAMETER":
             _map_parameter(draft, parameter, value, neutral)
         elif instruction in _TEMPLATES:
@@ -104,6 +107,9 @@ def parse_modelfile(text: str, *, base_dir: Path) -> Draft:
             draft.skip(instruction, value, _OLLAMA_INSTRUCTION_REASONS[instruction])
         else:
             draft.skip(instruction, value, "not a Modelfile instruction leverchat knows")
+    switched_off = map_mirostat(draft, "mirostat", mirostat)
+    if switched_off:
+        draft.notes.append("Not imported, as mirostat is off: " + ", ".join(switched_off))
     for position, instruction, template in reversed(templates):
         draft.unmapped[position:position] = _map_template(draft, instruction, template)
     if neutral:

@@ -151,12 +151,39 @@ def _openai_fields(levers: Levers, seed: int) -> dict[str, Any]:
 
 
 _NOT_IN_OPENAI = "not part of the OpenAI API"
+# The samplers of sampler_specs.py, by the words a reason uses for each.
+_SAMPLER_WORDS = {
+    "dry_multiplier": "DRY sampler",
+    "dry_base": "DRY sampler",
+    "dry_allowed_length": "DRY sampler",
+    "dry_sequence_breakers": "DRY sampler",
+    "xtc_probability": "XTC sampler",
+    "xtc_threshold": "XTC sampler",
+    "mirostat_tau": "mirostat sampler",
+    "mirostat_eta": "mirostat sampler",
+    "dynatemp_range": "dynamic temperature",
+    "dynatemp_exponent": "dynamic temperature",
+    "temperature_last": "choice of sampler order (temperature last)",
+    "ban": "phrase banning (its logit bias works on single tokens)",
+}
+
+
+def _lacks(server: str, *, but: tuple[str, ...] = ()) -> dict[str, str]:
+    """A reason for each sampler of sampler_specs.py that ``server`` does not have."""
+    return {
+        name: f"{server} has no {words}"
+        for name, words in _SAMPLER_WORDS.items()
+        if not any(name.startswith(prefix) for prefix in but)
+    }
+
+
 _OPENAI_UNAVAILABLE = {
     "top_k": _NOT_IN_OPENAI,
     "min_p": _NOT_IN_OPENAI,
     "typical_p": _NOT_IN_OPENAI,
     "repetition_penalty": _NOT_IN_OPENAI,
     "no_repeat_ngram_size": _NOT_IN_OPENAI,
+    **{name: _NOT_IN_OPENAI for name in _SAMPLER_WORDS},
 }
 
 # -- vLLM and SGLang -----------------------------------------------------------------------
@@ -175,13 +202,17 @@ def _vllm_fields(levers: Levers, seed: int) -> dict[str, Any]:
     return fields
 
 
+# Neither has DRY, XTC, mirostat or dynamic temperature among its sampling parameters, and
+# both apply temperature before top-k/top-p/min-p.
 _VLLM_UNAVAILABLE = {
     "typical_p": "vLLM has no typical-p sampling",
     "no_repeat_ngram_size": "vLLM has no n-gram blocking (it would need a logits processor)",
+    **_lacks("vLLM"),
 }
 _SGLANG_UNAVAILABLE = {
     "typical_p": "SGLang has no typical-p sampling",
     "no_repeat_ngram_size": "SGLang has no n-gram blocking",
+    **_lacks("SGLang"),
 }
 
 # -- llama.cpp's llama-server --------------------------------------------------------------
@@ -189,8 +220,12 @@ _SGLANG_UNAVAILABLE = {
 # options, also read by /v1/chat/completions): top_k (0 or less: off), min_p, typical_p,
 # repeat_penalty, repeat_last_n (-1: the whole context, as leverchat's penalty counts the
 # whole conversation; its default is only the last 64 tokens), frequency_penalty,
-# presence_penalty, seed. Its own defaults (top_k 40, min_p 0.05, ...) apply to any field
-# not sent, so all are sent.
+# presence_penalty, seed, and the samplers leverchat shares with it under the same names:
+# dry_* (dry_penalty_last_n -1: the whole context, as leverchat's DRY), xtc_*, mirostat
+# (0 or 2), mirostat_tau/eta, dynatemp_range/exponent, and `samplers`, the order (its default
+# puts temperature last; leverchat's order is sent, temperature first unless
+# temperature_last). Its own defaults (top_k 40, min_p 0.05, ...) apply to any field not sent,
+# so all are sent.
 
 
 def _llama_server_fields(levers: Levers, seed: int) -> dict[str, Any]:
@@ -200,11 +235,32 @@ def _llama_server_fields(levers: Levers, seed: int) -> dict[str, Any]:
     fields["typical_p"] = levers.typical_p
     fields["repeat_penalty"] = levers.repetition_penalty
     fields["repeat_last_n"] = -1
+    fields.update(
+        dry_multiplier=levers.dry_multiplier,
+        dry_base=levers.dry_base,
+        dry_allowed_length=levers.dry_allowed_length,
+        dry_penalty_last_n=-1,
+        dry_sequence_breakers=list(levers.dry_sequence_breakers),
+        xtc_probability=levers.xtc_probability,
+        xtc_threshold=levers.xtc_threshold,
+        mirostat=2 if levers.mirostat else 0,
+        mirostat_tau=levers.mirostat_tau,
+        mirostat_eta=levers.mirostat_eta,
+        dynatemp_range=levers.dynatemp_range,
+        dynatemp_exponent=levers.dynatemp_exponent,
+    )
+    truncation = ["top_k", "top_p", "min_p", "typ_p", "xtc"]
+    fields["samplers"] = (
+        ["penalties", "dry", *truncation, "temperature"]
+        if levers.temperature_last
+        else ["penalties", "dry", "temperature", *truncation]
+    )
     return fields
 
 
 _LLAMA_UNAVAILABLE = {
     "no_repeat_ngram_size": "llama-server has no n-gram blocking (its DRY sampler differs)",
+    "ban": "llama-server's logit_bias by text biases every token of a phrase, not the phrase",
 }
 
 # -- Ollama --------------------------------------------------------------------------------
@@ -229,13 +285,20 @@ def _ollama_fields(levers: Levers, seed: int) -> dict[str, Any]:
         "frequency_penalty": levers.frequency_penalty,
         "seed": seed,
         "num_predict": levers.max_new_tokens,
+        # docs/modelfile.md: mirostat (0 off, 2 v2), mirostat_tau, mirostat_eta.
+        "mirostat": 2 if levers.mirostat else 0,
+        "mirostat_tau": levers.mirostat_tau,
+        "mirostat_eta": levers.mirostat_eta,
     }
     if levers.stop:
         options["stop"] = list(levers.stop)
     return {"options": options}
 
 
-_OLLAMA_UNAVAILABLE = {"no_repeat_ngram_size": "Ollama has no n-gram blocking"}
+_OLLAMA_UNAVAILABLE = {
+    "no_repeat_ngram_size": "Ollama has no n-gram blocking",
+    **_lacks("Ollama", but=("mirostat",)),
+}
 
 # -- Text Generation Inference -------------------------------------------------------------
 # https://huggingface.co/docs/text-generation-inference/en/messages_api: the Messages API
@@ -252,6 +315,7 @@ _TGI_UNAVAILABLE = {
     "typical_p": _TGI_ONLY_GENERATE,
     "repetition_penalty": _TGI_ONLY_GENERATE,
     "no_repeat_ngram_size": "TGI has no n-gram blocking",
+    **_lacks("TGI"),
 }
 
 # -- transformers serve --------------------------------------------------------------------
@@ -293,6 +357,7 @@ _NO_OPENAI_PENALTY = (
 _TRANSFORMERS_UNAVAILABLE = {
     "frequency_penalty": _NO_OPENAI_PENALTY,
     "presence_penalty": _NO_OPENAI_PENALTY,
+    **_lacks("transformers"),
 }
 
 

@@ -46,7 +46,10 @@ def provenance_lines(provenance: ReplyProvenance) -> list[str]:
     lines.append("")
     lines.append("Levers at the start:")
     for spec in LEVER_SPECS:
-        value = format_lever_value(spec, getattr(provenance.levers, spec.name)) or "unset"
+        raw = getattr(provenance.levers, spec.name)
+        if spec.more and raw == spec.neutral:
+            continue  # "More levers" at their neutral value changed nothing: kept short
+        value = format_lever_value(spec, raw) or "unset"
         lines.append(f"  {spec.name:<22} {value}")
     if provenance.lever_changes:
         lines.append("")

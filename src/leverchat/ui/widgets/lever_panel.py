@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import Button, Select, Static, TextArea
+from textual.widgets import Button, Collapsible, Select, Static, TextArea
 
 from leverchat.levers import LEVER_SPECS, Levers
 from leverchat.safetext import single_line
@@ -75,7 +75,13 @@ class LeverPanel(VerticalScroll):
         yield VisibleTextArea(self._system_prompt, id="system-prompt", soft_wrap=True, compact=True)
         yield Static(Content.styled("Levers", "bold"), classes="panel-heading")
         for spec in LEVER_SPECS:
-            yield LeverField(spec, getattr(self._levers, spec.name))
+            if not spec.more:
+                yield LeverField(spec, getattr(self._levers, spec.name))
+        # DRY, XTC, mirostat... folded away, so the common levers fit an 80x24 terminal.
+        with Collapsible(title="More levers", collapsed=True, id="more-levers"):
+            for spec in LEVER_SPECS:
+                if spec.more:
+                    yield LeverField(spec, getattr(self._levers, spec.name))
         # Last: set once per model or profile, unlike the levers above.
         yield Static(Content.styled("Prompt format", "bold"), classes="panel-heading")
         yield FormatSelect()
