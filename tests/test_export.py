@@ -162,6 +162,10 @@ def test_json_is_plain_and_complete(store: HistoryStore) -> None:
             "no_repeat_ngram_size": 0,
             "max_new_tokens": 512,
             "stop": [],
+            # The persona note (persona depth), off.
+            "persona_note": "",
+            "persona_depth": 1,
+            "persona_role": "system",
             # The samplers beyond the common levers, at their neutral values.
             "dry_multiplier": 0.0,
             "dry_base": 1.75,
