@@ -219,7 +219,7 @@ def test_entry_that_passes_checks_but_fails_to_load_is_rebuilt(
 def test_interrupted_conversion_leaves_no_entry(
     tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def killed(folder: Path, gguf_path: Path) -> None:
+    def killed(*args: Any) -> None:
         raise KeyboardInterrupt  # as if the user hit Ctrl+C before the manifest was written
 
     monkeypatch.setattr(gguf_cache, "_write_manifest", killed)
