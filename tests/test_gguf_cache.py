@@ -83,7 +83,7 @@ def test_cached_model_equals_the_gguf_model(tiny_gguf: Path) -> None:
 
     direct = AutoModelForCausalLM.from_pretrained(tiny_gguf.parent, gguf_file=tiny_gguf.name)
     direct_tokenizer = AutoTokenizer.from_pretrained(tiny_gguf.parent, gguf_file=tiny_gguf.name)
-    cached = load_model(ModelSpec(str(tiny_gguf)))
+    cached = load_model(ModelSpec(str(tiny_gguf), quantize="none"))
 
     prompt = direct_tokenizer.apply_chat_template(
         PROMPT, add_generation_prompt=True, tokenize=False

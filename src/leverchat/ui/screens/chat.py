@@ -529,7 +529,7 @@ class ChatScreen(Screen[None]):
         if reply.replay is not None:
             seed = reply.replay.provenance.seed
         return ReplyProvenance(
-            model=self.model_info.name if self.model_info else "",
+            model=self.model_info.provenance_name if self.model_info else "",
             profile=settings.profile,
             system_prompt=settings.system_prompt,
             levers=result.levers if result else settings.levers,
@@ -1057,6 +1057,7 @@ class ChatScreen(Screen[None]):
         state = StatusState(
             model=info.name if info else (self.model_spec.source or "bundled model"),
             device=info.device if info else "",
+            quantization=info.quantization if info else "",
             loading=self.load_status,
             load_failed=self.load_error is not None,
             profile=self.profiles.profile.name,
