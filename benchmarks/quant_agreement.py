@@ -10,6 +10,7 @@ the variants alternating run by run, every sample reported with the load average
 
     python benchmarks/quant_agreement.py [--tokens 48] [--first 16]
     python benchmarks/quant_agreement.py --speed [--runs 3] [--tokens 128]
+    python benchmarks/quant_agreement.py --memory [--model PATH]
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+
+HERE = str(Path(__file__).resolve().parent)
 
 _TOPICS = [
     "the water cycle",
@@ -118,7 +121,13 @@ from leverchat.engine.types import ChatMessage, FixedLevers, GenerationRequest
 from leverchat.engine.generate import Generator
 from leverchat.levers import Levers
 args = _common.parser("child", tokens=128, runs=1).parse_args(sys.argv[4:])
-loaded = _common.load(args, dtype=sys.argv[2], quantize=sys.argv[3])
+dynamic = sys.argv[3] == "dynamic"
+loaded = _common.load(args, dtype=sys.argv[2], quantize="none" if dynamic else sys.argv[3])
+if dynamic:  # the torch.ao path leverchat used before weight-only int8, for comparison
+    import warnings, torch
+    warnings.simplefilter("ignore")
+    loaded.model = torch.ao.quantization.quantize_dynamic(
+        loaded.model, {torch.nn.Linear}, dtype=torch.qint8)
 generator = Generator(loaded.model, loaded.tokenizer, loaded.device, 2048)
 levers = Levers(temperature=0.0, top_p=1.0, min_p=0.0, max_new_tokens=args.tokens)
 def ask():
@@ -133,8 +142,13 @@ print(json.dumps({"tok_s": round(decode, 1), "tokens": stats.new_tokens}))
 """
 
 
+# Measured for speed only: torch.ao dynamic int8 (activations quantised too), retired here.
+SPEED_ONLY = [("int8_dynamic_old", "float32", "dynamic")]
+
+
 def speed(args: Any) -> dict[str, Any]:
-    samples: dict[str, list[float]] = {label: [] for label, _d, _q in VARIANTS}
+    variants = VARIANTS + [v for v in SPEED_ONLY if v[0] in args.variants.split(",")]
+    samples: dict[str, list[float]] = {label: [] for label, _d, _q in variants}
     loads: list[float] = []
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(args.threads or 1)
@@ -142,7 +156,7 @@ def speed(args: Any) -> dict[str, Any]:
     if args.model:
         extra += ["--model", args.model]
     for _run in range(args.runs):
-        for label, dtype, quantize in VARIANTS:
+        for label, dtype, quantize in variants:
             loads.append(round(os.getloadavg()[0], 2))
             completed = subprocess.run(
                 [
@@ -173,11 +187,55 @@ def speed(args: Any) -> dict[str, Any]:
     }
 
 
+_MEMORY_CHILD = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import _common
+import torch, transformers  # noqa: F401
+def kib(key):
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in lines if line.startswith(key)).split()[1])
+args = _common.parser("child", tokens=2, runs=1).parse_args(sys.argv[4:])
+before = kib("VmRSS:")
+Path("/proc/self/clear_refs").write_text("5")
+loaded = _common.load(args, dtype=sys.argv[2], quantize=sys.argv[3])
+print(json.dumps({"rss_before_load_mib": before // 1024,
+                  "peak_rss_mib": kib("VmHWM:") // 1024,
+                  "rss_after_load_mib": kib("VmRSS:") // 1024,
+                  "quantization": loaded.info.quantization, "dtype": loaded.info.dtype}))
+"""
+
+
+def memory(args: Any) -> dict[str, Any]:
+    """Resident memory of loading each variant, each in a fresh process (Linux)."""
+    results: dict[str, Any] = {}
+    extra = ["--device", args.device] + (["--model", args.model] if args.model else [])
+    for label, dtype, quantize in VARIANTS:
+        completed = subprocess.run(
+            [sys.executable, "-c", _MEMORY_CHILD, HERE, dtype, quantize, *extra],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+        )
+        results[label] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return results
+
+
 def main() -> None:
     arguments = _common.parser(__doc__ or "", tokens=48, runs=3)
     arguments.add_argument("--first", type=int, default=16, help="first-N-tokens agreement")
     arguments.add_argument("--speed", action="store_true", help="decode tok/s, not agreement")
+    arguments.add_argument("--memory", action="store_true", help="resident memory of loading")
+    arguments.add_argument(
+        "--variants",
+        default=",".join(label for label, _d, _q in VARIANTS),
+        help="comma-separated subset of the variants (float32 always runs first)",
+    )
     args = _common.start(arguments)
+    wanted = {"float32", *args.variants.split(",")}
+    VARIANTS[:] = [variant for variant in VARIANTS if variant[0] in wanted]
     result: dict[str, Any] = {
         "benchmark": "quant_agreement",
         "model": _common.model_name(args),
@@ -186,6 +244,8 @@ def main() -> None:
     }
     if args.speed:
         result["speed"] = speed(args)
+    elif args.memory:
+        result["memory"] = memory(args)
     else:
         import torch
 

@@ -89,7 +89,7 @@ def test_cpu_float_loads_are_tuned_but_quantised_and_compiled_are_not(
     source = str(tiny_model_dir)
     loaded = load_model(ModelSpec(source=source, device="cpu", quantize="none"))
     assert calls == [loaded.model]
-    load_model(ModelSpec(source=source, device="cpu"))  # int8 by default on the CPU
+    load_model(ModelSpec(source=source, device="cpu", quantize="int4"))
     load_model(ModelSpec(source=source, device="cpu", quantize="int8"))
     load_model(ModelSpec(source=source, device="cpu", compile=True))
     assert len(calls) == 1

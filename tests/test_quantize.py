@@ -103,11 +103,13 @@ def test_every_linear_layer_is_replaced(tiny_model_dir: Path, method: str, kind:
     assert report.label == f"{method} weight-only"
     assert not any(isinstance(module, nn.Linear) for module in model.modules())
     if method == "int4":
-        # The tiny model's 32-wide inputs fit int4's groups of 32: every layer is int4.
+        # The tiny model's 32-wide inputs fit int4's groups of 32: every layer is int4 but
+        # the output layer, kept at int8 (it picks every token).
+        assert isinstance(model.lm_head, Int8WeightOnlyLinear)
         assert all(
             isinstance(module, Int4WeightOnlyLinear)
-            for module in model.modules()
-            if isinstance(module, Int4WeightOnlyLinear | Int8WeightOnlyLinear)
+            for name, module in model.named_modules()
+            if isinstance(module, Int4WeightOnlyLinear | Int8WeightOnlyLinear) and name != "lm_head"
         )
 
 
@@ -153,8 +155,9 @@ def test_a_wrong_kernel_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
         ("Q8_0", "cpu", "int8"),
         ("Q6_K", "cuda", "int8"),
         ("F16", "cuda", "none"),
-        ("F32", "cpu", "int8"),
-        (None, "cpu", "int8"),
+        ("F32", "cpu", "none"),
+        ("BF16", "cpu", "none"),
+        (None, "cpu", "none"),
         (None, "cuda", "none"),
     ],
 )
@@ -191,20 +194,27 @@ def test_a_quantised_gguf_loads_quantised_by_default(
     gguf_path = build_tiny_gguf(tmp_path, tensor_type=tensor_type)
     loaded = load_model(ModelSpec(str(gguf_path), device="cpu"))
     assert loaded.info.quantization == quantization
-    assert loaded.info.dtype == "bfloat16"  # no float32 copy was made
+    assert loaded.info.dtype == "float32"  # the parts outside the quantised layers
     result = greedy(loaded)
     assert result.stop_reason is not StopReason.ERROR and result.token_ids
 
 
-def test_a_float_model_on_the_cpu_is_int8_by_default(tiny_model_dir: Path) -> None:
+def test_int8_on_request_says_so_while_loading(tiny_model_dir: Path) -> None:
     from leverchat.engine.types import LoadProgress
 
     events: list[LoadProgress] = []
-    loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu"), events.append)
+    spec = ModelSpec(str(tiny_model_dir), device="cpu", quantize="int8")
+    loaded = load_model(spec, events.append)
     assert loaded.info.quantization == "int8 weight-only"
     stages = [event.stage for event in events]
     assert stages == ["locating", "loading tokenizer", "loading weights", "quantizing", "ready"]
     assert "int8 weight-only" in events[-1].message
+
+
+def test_a_float_model_is_left_as_it_is_by_default(tiny_model_dir: Path) -> None:
+    loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu"))
+    assert loaded.info.quantization == "none"
+    assert loaded.info.dtype == "float32"
 
 
 def test_none_opts_out(tmp_path: Path) -> None:
@@ -246,3 +256,15 @@ def test_the_option_is_offered_on_the_command_line() -> None:
 
 def test_quantize_module_needs_no_textual() -> None:
     assert "textual" not in quantize.__dict__
+
+
+def test_on_the_cpu_the_float_parts_compute_in_float32(tiny_model_dir: Path) -> None:
+    """Norms and the residual stream in float32 (faster here, and closer to the float model);
+    the embedding table stays compact in bfloat16, its rows cast."""
+    loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu", quantize="int8"))
+    model = loaded.model
+    assert loaded.info.dtype == "float32"
+    assert model.model.norm.weight.dtype == torch.float32
+    assert model.get_input_embeddings().weight.dtype == torch.bfloat16
+    rows = model.get_input_embeddings()(torch.tensor([[1, 2, 3]]))
+    assert rows.dtype == torch.float32

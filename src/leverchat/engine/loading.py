@@ -391,14 +391,19 @@ def _load_folder(
         report(STAGE_DEVICE, "Moving the model to the Apple GPU (mps)", None)
         model = model.to(device)
     model.eval()
-    dtype_label = str(model.dtype).removeprefix("torch.")
     quantization = "none"
+    compute_dtype: torch.dtype | None = None
     if method != "none":
         report(STAGE_QUANTIZING, f"Quantising the linear layers to {method} (weight-only)", None)
         quantization = quantize.quantize_model(model, method).label
+        if device.type == "cpu" and spec.dtype.strip().lower() == "auto":
+            compute_dtype = torch.float32
+            quantize.keep_float_parts_in(model, compute_dtype)
     elif device.type == "cpu" and not spec.compile and not several_gpus:
         # One-row products stream each weight from memory; pick the faster layout per shape.
         tune_linear_layouts(model, paths.cache_dir() / LAYOUT_CACHE_NAME)
+    # After quantising: the dtype of what stays in floating point (embeddings, norms).
+    dtype_label = str(compute_dtype or model.dtype).removeprefix("torch.")
     model_device = model.get_input_embeddings().weight.device
     device_label = f"cuda ({torch.cuda.device_count()} GPUs)" if several_gpus else str(device)
     info = ModelInfo(
