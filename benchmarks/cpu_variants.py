@@ -51,7 +51,7 @@ def child(args: Any) -> None:
     if os.environ.get("LEVERCHAT_BENCH_LAYOUT") == "row-major":
         from leverchat.engine import loading
 
-        loading.tune_linear_layouts = lambda model: []  # type: ignore[attr-defined]
+        loading.tune_linear_layouts = lambda model, cache=None: []  # type: ignore[attr-defined]
     loaded = _common.load(
         args,
         dtype=os.environ.get("LEVERCHAT_BENCH_DTYPE", "auto"),

@@ -107,6 +107,18 @@ def test_first_load_converts_and_says_so(cold_load: ColdLoad) -> None:
     assert gguf_cache.entry_problem(entry) is None
 
 
+def test_bundled_model_is_stored_compact_and_loads_as_int8(cold_load: ColdLoad) -> None:
+    """The Q4_1 file is cached in bfloat16 (not float32: 538 MB) and runs int8 by default."""
+    (entry,) = (cold_load.cache_dir / "converted").iterdir()
+    weights = sum(path.stat().st_size for path in entry.glob("*.safetensors"))
+    assert weights < 300_000_000
+    assert gguf_cache.source_weight_type(entry) == "Q4_1"
+    info = cold_load.loaded.info
+    assert info.quantization == "int8 weight-only"
+    assert info.provenance_name == "SmolLM2-135M-Instruct (bundled) [int8 weight-only]"
+    assert "int8 weight-only" in cold_load.events[-1].message
+
+
 def test_second_load_uses_the_cache(
     cold_load: ColdLoad, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,7 +33,8 @@ SAMPLED = Levers(temperature=0.9, top_p=0.9, top_k=40, repetition_penalty=1.1, s
 
 @pytest.fixture(scope="module")
 def loaded(tiny_long_model_dir: Path) -> Any:
-    return load_model(ModelSpec(source=str(tiny_long_model_dir), device="cpu"))
+    # Float weights, as the compiled path runs them (the CPU default would be int8).
+    return load_model(ModelSpec(source=str(tiny_long_model_dir), device="cpu", quantize="none"))
 
 
 def eager(loaded: Any, window: int = 256) -> Generator:
@@ -154,6 +155,7 @@ def test_engine_compiles_at_load_with_the_real_backend(tiny_long_model_dir: Path
         result = engine.generate(turn("Hello there")).result(timeout=120)
     finally:
         engine.close()
-    reference = eager(load_model(ModelSpec(source=str(tiny_long_model_dir), device="cpu")), 512)
+    float_spec = ModelSpec(source=str(tiny_long_model_dir), device="cpu", quantize="none")
+    reference = eager(load_model(float_spec), 512)
     assert result.stop_reason is StopReason.MAX_TOKENS
     assert result.token_ids == reference.run(turn("Hello there"), None).token_ids

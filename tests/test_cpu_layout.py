@@ -79,16 +79,17 @@ def test_the_real_probe_measures_every_shape(tiny_model_dir: Path) -> None:
     torch.testing.assert_close(logits(model), before, rtol=1e-4, atol=1e-5)
 
 
-def test_cpu_loads_are_tuned_but_int8_and_compile_are_not(
+def test_cpu_float_loads_are_tuned_but_quantised_and_compiled_are_not(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[Any] = []
     monkeypatch.setattr(
-        "leverchat.engine.loading.tune_linear_layouts", lambda model: calls.append(model)
+        "leverchat.engine.loading.tune_linear_layouts", lambda model, cache: calls.append(model)
     )
     source = str(tiny_model_dir)
-    loaded = load_model(ModelSpec(source=source, device="cpu"))
+    loaded = load_model(ModelSpec(source=source, device="cpu", quantize="none"))
     assert calls == [loaded.model]
+    load_model(ModelSpec(source=source, device="cpu", quantize="int4"))
     load_model(ModelSpec(source=source, device="cpu", quantize="int8"))
     load_model(ModelSpec(source=source, device="cpu", compile=True))
     assert len(calls) == 1

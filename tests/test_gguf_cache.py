@@ -83,7 +83,7 @@ def test_cached_model_equals_the_gguf_model(tiny_gguf: Path) -> None:
 
     direct = AutoModelForCausalLM.from_pretrained(tiny_gguf.parent, gguf_file=tiny_gguf.name)
     direct_tokenizer = AutoTokenizer.from_pretrained(tiny_gguf.parent, gguf_file=tiny_gguf.name)
-    cached = load_model(ModelSpec(str(tiny_gguf)))
+    cached = load_model(ModelSpec(str(tiny_gguf), quantize="none"))
 
     prompt = direct_tokenizer.apply_chat_template(
         PROMPT, add_generation_prompt=True, tokenize=False
@@ -219,7 +219,7 @@ def test_entry_that_passes_checks_but_fails_to_load_is_rebuilt(
 def test_interrupted_conversion_leaves_no_entry(
     tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def killed(folder: Path, gguf_path: Path) -> None:
+    def killed(*args: Any) -> None:
         raise KeyboardInterrupt  # as if the user hit Ctrl+C before the manifest was written
 
     monkeypatch.setattr(gguf_cache, "_write_manifest", killed)

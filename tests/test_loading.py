@@ -41,7 +41,8 @@ def edit_config(folder: Path, **changes: Any) -> None:
 
 def test_loads_a_folder_with_its_chat_template_and_context(tiny_model_dir: Path) -> None:
     events: list[LoadProgress] = []
-    loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu"), events.append)
+    spec = ModelSpec(str(tiny_model_dir), device="cpu", quantize="none")
+    loaded = load_model(spec, events.append)
 
     assert isinstance(loaded, LoadedModel)
     assert loaded.info.name == tiny_model_dir.name

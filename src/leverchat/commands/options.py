@@ -66,9 +66,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--quantize",
-        choices=["int8"],
-        help="int8: quantise the linear layers on load (CPU only; about 2.8x faster on "
-        "SmolLM2, replies not bit-identical to the float model)",
+        choices=["auto", "none", "int8", "int4"],
+        default="auto",
+        help="weight-only quantisation of the linear layers, CPU and CUDA: int8 or int4 "
+        "(faster, replies not bit-identical to the float model), none (the weights as "
+        "loaded). Default auto: int8 for a quantised GGUF (such as the bundled model), "
+        "float models stay float",
     )
     group.add_argument(
         "--compile",

@@ -12,13 +12,25 @@ clearly faster. Prefill (many rows) runs at the same speed either way.
 
 The weights keep their values, shape and dtype; only their strides change, in place, so tied
 weights (an output layer sharing the input embeddings) stay tied and no memory is added.
+
+Probing takes ~0.7 s per load of the bundled model, so the decisions are kept in a small JSON
+file in the user cache (``cpu-layouts.json``), per machine (CPU model, torch version, thread
+count) and per weight shape and dtype: the decision depends on nothing else (not on the
+weights' values), so a model sharing shapes with one seen before loads without probing too.
+A damaged or unreadable file is ignored and rewritten. Weight-only int8/int4 layers are not
+``nn.Linear`` and keep the packed layout their kernels need: this applies to float weights only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -40,12 +52,23 @@ class LayoutChoice:
     row_major_us: float
     column_major_us: float
     switched: bool
+    cached: bool = False
 
 
-def tune_linear_layouts(model: Any) -> list[LayoutChoice]:
+_CACHE_FORMAT = 1
+# Machines kept in the cache file (a laptop seen with several thread counts, several torches).
+_CACHE_MACHINES = 16
+
+
+def tune_linear_layouts(model: Any, cache_file: Path | None = None) -> list[LayoutChoice]:
     """Measure both layouts for every distinct Linear weight shape of ``model`` (on the CPU)
-    and store each group of weights in the faster one. Returns what was measured."""
+    and store each group of weights in the faster one. Returns what was measured (or, for
+    shapes ``cache_file`` already knows on this machine, what was measured before)."""
     import torch
+
+    machine = machine_key()
+    known = _read_cache(cache_file).get(machine, {}) if cache_file is not None else {}
+    learned: dict[str, dict[str, Any]] = {}
 
     groups: dict[tuple[int, int, torch.dtype], list[torch.Tensor]] = {}
     seen: set[int] = set()
@@ -63,15 +86,32 @@ def tune_linear_layouts(model: Any) -> list[LayoutChoice]:
         for (rows, columns, dtype), weights in groups.items():
             if not all(weight.is_contiguous() for weight in weights):
                 continue  # already column-major, or some other layout: leave them
-            probe = _probe_set(weights)
-            row_major = _time_one_row(probe)
-            column_major = _time_one_row([_column_major(weight) for weight in probe])
-            switched = row_major / column_major >= MIN_SPEEDUP
+            shape_key = f"{rows}x{columns}:{str(dtype).removeprefix('torch.')}"
+            decision = _cached_decision(known.get(shape_key))
+            if decision is not None:
+                row_major, column_major, switched = decision
+            else:
+                probe = _probe_set(weights)
+                row_major = _time_one_row(probe)
+                column_major = _time_one_row([_column_major(weight) for weight in probe])
+                switched = row_major / column_major >= MIN_SPEEDUP
+                learned[shape_key] = {
+                    "row_major_us": row_major,
+                    "column_major_us": column_major,
+                    "switched": switched,
+                }
             if switched:
                 for weight in weights:
                     weight.data = _column_major(weight.data)
             choices.append(
-                LayoutChoice((rows, columns), len(weights), row_major, column_major, switched)
+                LayoutChoice(
+                    (rows, columns),
+                    len(weights),
+                    row_major,
+                    column_major,
+                    switched,
+                    cached=decision is not None,
+                )
             )
             log.info(
                 "linear %dx%d (%s, %d layers): row-major %.0f us, column-major %.0f us%s",
@@ -83,7 +123,71 @@ def tune_linear_layouts(model: Any) -> list[LayoutChoice]:
                 column_major,
                 " -> column-major" if switched else "",
             )
+    if cache_file is not None and learned:
+        _remember(cache_file, machine, learned)
     return choices
+
+
+def machine_key() -> str:
+    """What a layout decision depends on besides the shape: CPU model, torch, threads."""
+    import torch
+
+    return f"{_cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _read_cache(cache_file: Path) -> dict[str, dict[str, Any]]:
+    """The machines' decisions in ``cache_file``; empty when missing or damaged (it is then
+    rewritten by the next probe)."""
+    try:
+        data = json.loads(cache_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        log.warning("Ignoring the damaged CPU layout cache %s: %s", cache_file, error)
+        return {}
+    machines = data.get("machines") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
+        return {}
+    if not isinstance(machines, dict):
+        return {}
+    return {key: value for key, value in machines.items() if isinstance(value, dict)}
+
+
+def _cached_decision(entry: Any) -> tuple[float, float, bool] | None:
+    if not isinstance(entry, dict):
+        return None
+    row, column, switched = (entry.get(k) for k in ("row_major_us", "column_major_us", "switched"))
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (row, column))
+    if not numbers or not isinstance(switched, bool):
+        return None
+    return float(row), float(column), switched  # type: ignore[arg-type]
+
+
+def _remember(cache_file: Path, machine: str, learned: dict[str, dict[str, Any]]) -> None:
+    """Add ``learned`` to the file, atomically; a cache that cannot be written is only slower."""
+    machines = _read_cache(cache_file)
+    entry = {**machines.pop(machine, {}), **learned}
+    machines[machine] = entry  # most recent last: the oldest machines are dropped first
+    while len(machines) > _CACHE_MACHINES:
+        machines.pop(next(iter(machines)))
+    temporary = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"format": _CACHE_FORMAT, "machines": machines}, indent=1)
+        temporary.write_text(text + "\n", encoding="utf-8")
+        temporary.replace(cache_file)
+    except OSError as error:
+        log.info("Cannot write the CPU layout cache %s: %s", cache_file, error)
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 def _probe_set(weights: list[Any]) -> list[Any]:

@@ -26,7 +26,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,12 @@ from leverchat.engine.safetensors_check import SafetensorsDamaged, check_safeten
 from leverchat.engine.types import EngineError
 from leverchat.wording import sentence
 
-FORMAT_VERSION = 1
+# 2: weights stored compactly (bfloat16 or the file's float type), in shards, tensor by
+# tensor; version 1 entries held float32 and are rebuilt (and removed, see _discard_superseded).
+FORMAT_VERSION = 2
 MANIFEST_NAME = "leverchat-manifest.json"
 _IDENTITY_SAMPLE_BYTES = 1024 * 1024
 _STALE_TEMP_AGE_S = 24 * 3600
-# de-quantised float32 weights take about this many bytes per parameter, plus the tokenizer.
-_BYTES_PER_PARAMETER = 4
 _DISK_MARGIN_BYTES = 64 * 1024 * 1024
 
 _log = logging.getLogger(__name__)
@@ -184,7 +184,9 @@ def ensure_converted(
         raise _cache_unwritable(root, error) from None
     try:
         _convert_into(gguf_path, temporary, report)
-        return CacheEntry(_publish(temporary, folder), converted_now=True)
+        published = _publish(temporary, folder)
+        _discard_superseded(root, gguf_path, published)
+        return CacheEntry(published, converted_now=True)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
 
@@ -206,6 +208,24 @@ def _publish(temporary: Path, folder: Path) -> Path:
                 return folder  # another process finished first: keep theirs, drop ours
             discard_entry(folder)
     raise EngineError(f"Could not store the converted model in {folder}: it keeps changing")
+
+
+def _discard_superseded(root: Path, gguf_path: Path, current: Path) -> None:
+    """Delete older entries of the same GGUF path: an earlier format (version 1 held float32
+    weights, twice the size), or the file before it was replaced. Nothing reads them again."""
+    source = str(gguf_path.resolve())
+    for candidate in root.iterdir():
+        if candidate == current or candidate.name.startswith(".") or not candidate.is_dir():
+            continue
+        try:
+            manifest = json.loads((candidate / MANIFEST_NAME).read_text(encoding="utf-8"))
+            same_source = manifest["source"]["path"] == source
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not an entry of ours, or damaged: its own load deals with it
+        if same_source:
+            _log.info("Removing %s, superseded by %s", candidate, current)
+            with contextlib.suppress(OSError):
+                discard_entry(candidate)
 
 
 def _remove_stale_temporaries(root: Path) -> None:
@@ -235,74 +255,102 @@ def _cache_unwritable(root: Path, error: OSError) -> EngineError:
 
 
 def _convert_into(gguf_path: Path, destination: Path, report: ConversionReport) -> None:
-    """Load ``gguf_path`` with transformers and save it to ``destination`` as safetensors."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Convert ``gguf_path`` tensor by tensor into safetensors shards in ``destination``; the
+    manifest also records the source weights' GGML types (they decide the quantisation)."""
+    from leverchat.engine import gguf_convert
 
     name = gguf_path.name
     report(f"Reading {name}", 0.0)
     try:
-        with _gguf_tensor_progress(lambda done: report(f"De-quantising {name}", 0.05 + 0.6 * done)):
-            gguf_model = AutoModelForCausalLM.from_pretrained(
-                gguf_path.parent, gguf_file=name, dtype=torch.float32, trust_remote_code=False
-            )
-        report(f"Converting the tokenizer of {name}", 0.7)
-        tokenizer = AutoTokenizer.from_pretrained(
-            gguf_path.parent, gguf_file=name, trust_remote_code=False
-        )
+        from gguf import GGUFReader
+
+        reader = GGUFReader(gguf_path)
+        plan = gguf_convert.plan_conversion(gguf_path, reader)
+        _check_free_space(destination.parent, plan.stored_bytes)
+        destination.mkdir(exist_ok=True)
+
+        def on_tensor(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 50) == 0:
+                report(f"De-quantising {name}", 0.05 + 0.75 * done / total)
+
+        gguf_convert.convert_tensors(reader, plan, destination, on_tensor)
+        del reader
+        report(f"Converting the tokenizer of {name}", 0.85)
+        _save_config_and_tokenizer(gguf_path, plan, destination)
+        source_info: dict[str, Any] = {
+            "weight_types": plan.weight_types,
+            "main_weight_type": gguf_convert.main_weight_type(plan.weight_types),
+        }
+        _write_manifest(destination, gguf_path, source_info)
     except ImportError as error:
         raise EngineError(
             f"Reading GGUF files needs the 'gguf' package ({error}). Install it with: "
             "pip install gguf"
         ) from None
-    except (ValueError, KeyError, IndexError, TypeError, OSError, RuntimeError) as error:
-        raise EngineError(
-            f"Cannot convert {gguf_path}: {sentence(str(error))} "
-            "It may be damaged, or an architecture "
-            "transformers cannot read from GGUF; point --model at a Hugging Face model folder "
-            "(config.json + safetensors) instead."
-        ) from None
-
-    _check_free_space(destination.parent, gguf_model.num_parameters())
-    report(f"Saving {name} as safetensors", 0.8)
-    model = _rebuild_without_quantization(gguf_model)
-    del gguf_model
-    try:
-        destination.mkdir(exist_ok=True)
-        model.save_pretrained(destination)
-        tokenizer.save_pretrained(destination)
-        _write_manifest(destination, gguf_path)
+    except EngineError:
+        raise
     except OSError as error:
-        raise _cache_unwritable(destination.parent, error) from None
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise _cache_unwritable(destination.parent, error) from None
+        raise _unconvertible(gguf_path, error) from None
+    except (
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        RuntimeError,
+        NotImplementedError,
+    ) as error:
+        raise _unconvertible(gguf_path, error) from None
     report(f"Converted {name}", 1.0)
 
 
-def _rebuild_without_quantization(gguf_model: Any) -> Any:
-    """A plain model with the GGUF model's weights: save_pretrained refuses a GGUF-loaded one.
-
-    The config loses its GGUF ``quantization_config`` (the weights are already de-quantised);
-    load_state_dict copies every weight, including both names of tied embeddings.
-    """
-    from transformers import AutoModelForCausalLM
-
-    config_dict = gguf_model.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config = type(gguf_model.config).from_dict(config_dict)
-    model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
-        config, dtype=gguf_model.dtype
+def _unconvertible(gguf_path: Path, error: Exception) -> EngineError:
+    return EngineError(
+        f"Cannot convert {gguf_path}: {sentence(str(error))} "
+        "It may be damaged, or an architecture "
+        "transformers cannot read from GGUF; point --model at a Hugging Face model folder "
+        "(config.json + safetensors) instead."
     )
-    result = model.load_state_dict(gguf_model.state_dict(), strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise EngineError(
-            "Converting the GGUF model lost weights "
-            f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
-        )
-    model.generation_config = gguf_model.generation_config
-    return model.eval()
 
 
-def _check_free_space(root: Path, parameters: int) -> None:
-    needed = parameters * _BYTES_PER_PARAMETER + _DISK_MARGIN_BYTES
+def _save_config_and_tokenizer(gguf_path: Path, plan: Any, destination: Path) -> None:
+    """config.json (without the GGUF quantization_config: the weights are plain now), the
+    generation config and the tokenizer files."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    config = plan.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = _main_dtype(plan.weight_types)
+    config.save_pretrained(destination)
+    GenerationConfig.from_model_config(config).save_pretrained(destination)
+    tokenizer = AutoTokenizer.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
+    )
+    tokenizer.save_pretrained(destination)
+
+
+def _main_dtype(weight_types: dict[str, int]) -> str:
+    from leverchat.engine.gguf_convert import main_weight_type, stored_dtype_name
+
+    main = main_weight_type(weight_types)
+    return stored_dtype_name(main) if main is not None else "float32"
+
+
+def source_weight_type(folder: Path) -> str | None:
+    """The GGML type most of the source GGUF's weights had ("Q4_1", "F16", ...), from the
+    manifest of the converted entry ``folder``; None if unknown."""
+    try:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+        value = manifest["source"]["main_weight_type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _check_free_space(root: Path, stored_bytes: int) -> None:
+    needed = stored_bytes + _DISK_MARGIN_BYTES
     free = shutil.disk_usage(root).free
     if free < needed:
         raise EngineError(
@@ -312,7 +360,7 @@ def _check_free_space(root: Path, parameters: int) -> None:
         )
 
 
-def _write_manifest(folder: Path, gguf_path: Path) -> None:
+def _write_manifest(folder: Path, gguf_path: Path, source_info: dict[str, Any]) -> None:
     """Written last, after every other file is complete on disk: its presence marks the entry
     as finished, and the sizes it lists detect any later truncation."""
     files = {}
@@ -331,6 +379,7 @@ def _write_manifest(folder: Path, gguf_path: Path) -> None:
             "path": str(gguf_path.resolve()),
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
+            **source_info,
         },
         "created_by": f"leverchat {__version__}",
     }
@@ -342,62 +391,3 @@ def _write_manifest(folder: Path, gguf_path: Path) -> None:
 def _fsync(file_path: Path) -> None:
     with file_path.open("rb") as stream:
         os.fsync(stream.fileno())
-
-
-class _ReportingBar:
-    """Stands in for tqdm inside transformers' GGUF reader: reports progress, prints nothing."""
-
-    def __init__(self, iterable: Iterable[Any] | None = None, *args: Any, **kwargs: Any) -> None:
-        self._iterable = iterable
-        self._on_fraction: Callable[[float], None] = kwargs.pop("_on_fraction")
-        total = kwargs.get("total")
-        if total is None and isinstance(iterable, Sized):
-            total = len(iterable)
-        self._total = int(total or 0)
-
-    def __iter__(self) -> Iterator[Any]:
-        if self._iterable is None:
-            return
-        step = max(1, self._total // 50)
-        for index, item in enumerate(self._iterable, start=1):
-            yield item
-            if self._total and (index % step == 0 or index == self._total):
-                self._on_fraction(index / self._total)
-
-    def __enter__(self) -> _ReportingBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        # update(), set_description(), close(), ...: nothing to draw.
-        def ignore(*args: Any, **kwargs: Any) -> None:
-            del args, kwargs
-
-        return ignore
-
-
-@contextlib.contextmanager
-def _gguf_tensor_progress(on_fraction: Callable[[float], None]) -> Iterator[None]:
-    """Replace the tqdm bar of transformers' GGUF tensor loop with progress reports.
-
-    That loop uses ``tqdm.auto`` directly, which transformers' disable_progress_bar() does not
-    reach, and it would draw on stderr over the TUI. The patch is process-wide but only lasts
-    for one load, and only the engine thread loads models.
-    """
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
-
-    if not hasattr(gguf_utils, "tqdm"):  # a transformers release that changed the loop
-        yield
-        return
-    original = gguf_utils.tqdm
-
-    def factory(*args: Any, **kwargs: Any) -> _ReportingBar:
-        return _ReportingBar(*args, _on_fraction=on_fraction, **kwargs)
-
-    gguf_utils.tqdm = factory
-    try:
-        yield
-    finally:
-        gguf_utils.tqdm = original

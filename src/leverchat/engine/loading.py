@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from leverchat import paths
 from leverchat.engine import bundled, gguf_cache
 from leverchat.engine.cpu_layout import tune_linear_layouts
 from leverchat.engine.logsetup import route_library_output_to_log
@@ -50,6 +51,7 @@ STAGE_READY = "ready"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_CONTEXT_WINDOW = 2048
+LAYOUT_CACHE_NAME = "cpu-layouts.json"
 # Config keys that hold the context length, by model family, most specific first.
 _CONTEXT_KEYS = (
     "max_position_embeddings",
@@ -279,8 +281,9 @@ def _load_gguf(
         )
 
     entry = gguf_cache.ensure_converted(gguf_path, on_conversion)
+    weight_type = gguf_cache.source_weight_type(entry.folder)
     try:
-        loaded = _load_folder(entry.folder, source, spec, device, dtype, report)
+        loaded = _load_folder(entry.folder, source, spec, device, dtype, report, weight_type)
     except ModelFilesError:
         if entry.converted_now:
             raise
@@ -288,7 +291,8 @@ def _load_gguf(
         # way sizes cannot show: never use it again, convert afresh once.
         gguf_cache.discard_entry(entry.folder)
         entry = gguf_cache.ensure_converted(gguf_path, on_conversion)
-        loaded = _load_folder(entry.folder, source, spec, device, dtype, report)
+        weight_type = gguf_cache.source_weight_type(entry.folder)
+        loaded = _load_folder(entry.folder, source, spec, device, dtype, report, weight_type)
     return loaded
 
 
@@ -364,10 +368,18 @@ def _load_folder(
     device: torch.device,
     dtype: torch.dtype,
     report: _Report,
+    source_weight_type: str | None = None,
 ) -> LoadedModel:
     import torch
 
+    from leverchat.engine import quantize
+
     check_model_folder(folder, spec)
+    method = quantization_method(spec, device, source_weight_type)
+    if method != "none" and spec.dtype.strip().lower() == "auto":
+        # The kernels take bfloat16 activations, and loading in bfloat16 never holds a float32
+        # copy of a model that is about to shrink to int8 or int4.
+        dtype = quantize.COMPUTE_DTYPE
     report(STAGE_TOKENIZER, f"Loading the tokenizer of {source.display_name}", None)
     tokenizer = _load_tokenizer(folder, spec)
     several_gpus = spec.device.strip().lower() == "auto" and device.type == "cuda"
@@ -379,14 +391,19 @@ def _load_folder(
         report(STAGE_DEVICE, "Moving the model to the Apple GPU (mps)", None)
         model = model.to(device)
     model.eval()
-    dtype_label = str(model.dtype).removeprefix("torch.")
-    if spec.quantize == "int8":
-        report(STAGE_QUANTIZING, "Quantising the linear layers to int8", None)
-        model = quantize_int8(model, device)
-        dtype_label = f"int8 dynamic ({dtype_label} activations)"
+    quantization = "none"
+    compute_dtype: torch.dtype | None = None
+    if method != "none":
+        report(STAGE_QUANTIZING, f"Quantising the linear layers to {method} (weight-only)", None)
+        quantization = quantize.quantize_model(model, method).label
+        if device.type == "cpu" and spec.dtype.strip().lower() == "auto":
+            compute_dtype = torch.float32
+            quantize.keep_float_parts_in(model, compute_dtype)
     elif device.type == "cpu" and not spec.compile and not several_gpus:
         # One-row products stream each weight from memory; pick the faster layout per shape.
-        tune_linear_layouts(model)
+        tune_linear_layouts(model, paths.cache_dir() / LAYOUT_CACHE_NAME)
+    # After quantising: the dtype of what stays in floating point (embeddings, norms).
+    dtype_label = str(compute_dtype or model.dtype).removeprefix("torch.")
     model_device = model.get_input_embeddings().weight.device
     device_label = f"cuda ({torch.cuda.device_count()} GPUs)" if several_gpus else str(device)
     info = ModelInfo(
@@ -396,35 +413,31 @@ def _load_folder(
         dtype=dtype_label,
         context_window=context_window_of(model.config, tokenizer),
         has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+        quantization=quantization,
     )
-    report(STAGE_READY, f"{info.name} is ready on {info.device} ({info.dtype})", 1.0)
+    weights = info.dtype if quantization == "none" else f"{quantization}, {info.dtype}"
+    report(STAGE_READY, f"{info.name} is ready on {info.device} ({weights})", 1.0)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=model_device)
 
 
-def quantize_int8(model: Any, device: torch.device) -> Any:
-    """Dynamic int8 quantisation of every Linear layer (weights int8, activations quantised
-    on the fly). Measured on 2 cores with SmolLM2-135M: 47 tok/s against 17 in float32, with
-    the same greedy answer to "What is the capital of France?". CPU only."""
-    import warnings
+def quantization_method(
+    spec: ModelSpec, device: torch.device, source_weight_type: str | None = None
+) -> str:
+    """The quantisation to apply: ``spec.quantize``, or for auto (None) the default for the
+    source's weight type on ``device`` (see quantize.default_method)."""
+    from leverchat.engine import quantize
 
-    import torch
-
-    if device.type != "cpu":
+    requested = (spec.quantize or "auto").strip().lower()
+    if requested not in quantize.QUANTIZE_CHOICES:
         raise EngineError(
-            f"--quantize int8 runs on the CPU only, and this model is on {device}; "
-            "drop --quantize or use --device cpu"
+            f"Unknown quantisation {spec.quantize!r}: use one of "
+            f"{', '.join(quantize.QUANTIZE_CHOICES)}."
         )
-    quantization = getattr(getattr(torch, "ao", None), "quantization", None)
-    quantize_dynamic = getattr(quantization, "quantize_dynamic", None)
-    if quantize_dynamic is None:
-        raise EngineError(
-            f"this torch ({torch.__version__}) has no dynamic int8 quantisation; drop --quantize"
-        )
-    with warnings.catch_warnings():
-        # torch.ao.quantization announces its deprecation on every call: log, do not print.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    if requested != "auto":
+        return requested
+    if spec.compile or device.type == "mps":
+        return "none"  # the quantised layers do not compile; Metal has no such kernels
+    return quantize.default_method(source_weight_type, device)
 
 
 def _load_tokenizer(folder: Path, spec: ModelSpec) -> Any:

@@ -202,6 +202,17 @@ class ModelInfo:
     has_chat_template: bool
     # Remote engines: the levers this server cannot apply (the panel marks them).
     unavailable_levers: tuple[UnavailableLever, ...] = ()
+    # How the linear layers' weights are stored: "none", "int8 weight-only", "int4 weight-only"
+    # (see engine/quantize.py).
+    quantization: str = "none"
+
+    @property
+    def provenance_name(self) -> str:
+        """The model as a reply's provenance records it: its name and, when quantised, how;
+        so reproducing a reply with another quantisation says so."""
+        if self.quantization == "none":
+            return self.name
+        return f"{self.name} [{self.quantization}]"
 
 
 class EngineError(Exception):
@@ -224,8 +235,9 @@ class ModelSpec:
     allow_pickle: bool = False
     # CPU threads for torch; None: one fewer than the cores (see worker.cpu_threads_for).
     threads: int | None = None
-    # "int8": dynamic int8 quantisation of the linear layers (CPU only; faster, not
-    # bit-identical to the float model). None: the weights as loaded.
+    # "int8"/"int4": weight-only quantisation of the linear layers (engine/quantize.py); faster,
+    # not bit-identical to the float model. "none": the weights as loaded. None or "auto": the
+    # default for the model and device (quantize.default_method).
     quantize: str | None = None
     # Compile the one-token step with a static KV cache sized once (see engine/compiled.py).
     compile: bool = False

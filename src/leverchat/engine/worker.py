@@ -54,7 +54,7 @@ class _Job:
 
 def check_spec(spec: ModelSpec) -> None:
     """Refuse option combinations that cannot work, before anything is loaded."""
-    if spec.compile and spec.quantize:
+    if spec.compile and spec.quantize in ("int8", "int4"):
         raise EngineError(
             f"--compile and --quantize {spec.quantize} cannot be combined (the quantised "
             "layers do not compile); drop one of them"

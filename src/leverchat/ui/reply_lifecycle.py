@@ -324,7 +324,7 @@ def provenance(
     if reply.replay is not None:
         seed = reply.replay.provenance.seed
     return ReplyProvenance(
-        model=screen.model_info.name if screen.model_info else "",
+        model=screen.model_info.provenance_name if screen.model_info else "",
         profile=settings.profile,
         system_prompt=settings.system_prompt,
         levers=result.levers if result else settings.levers,

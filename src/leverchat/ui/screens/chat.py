@@ -361,6 +361,7 @@ class ChatScreen(Screen[None]):
         state = StatusState(
             model=info.name if info else (self.model_spec.source or "bundled model"),
             device=info.device if info else "",
+            quantization=info.quantization if info else "",
             loading=self.load_status,
             load_failed=self.load_error is not None,
             profile=self.profiles.profile.name,

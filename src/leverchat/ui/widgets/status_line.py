@@ -18,6 +18,8 @@ _COMPACT_SEPARATOR = Content.styled("│", "dim")
 class StatusState:
     model: str = "no model"
     device: str = ""
+    # The loaded model's quantisation (ModelInfo.quantization); "none" and "" show nothing.
+    quantization: str = ""
     loading: str | None = None
     load_failed: bool = False
     profile: str = ""
@@ -55,7 +57,12 @@ def render_status(state: StatusState, *, compact: bool = False) -> Content:
         parts.append(Content.styled("✗ model not loaded", "$error"))
     else:
         model = single_line(state.model, 20 if compact else 30)
-        parts.append(Content(f"{model} {state.device}" if state.device else model))
+        where = " ".join(
+            part
+            for part in (state.device, _short_quantization(state.quantization, compact))
+            if part
+        )
+        parts.append(Content(f"{model} {where}" if where else model))
     profile = single_line(state.profile, 16 if compact else 24) + (" *" if state.modified else "")
     label = Content("" if compact else "profile ")
     parts.append(label + Content.styled(profile, "bold" if state.modified else ""))
@@ -76,3 +83,10 @@ def render_status(state: StatusState, *, compact: bool = False) -> Content:
         parts.append(Content(f"seed {last.seed}"))
         parts.append(Content(last.stop_reason.description))
     return (_COMPACT_SEPARATOR if compact else _SEPARATOR).join(parts)
+
+
+def _short_quantization(quantization: str, compact: bool) -> str:
+    """ "int8 weight-only" -> "int8" (the provenance screen has the full label)."""
+    if not quantization or quantization == "none":
+        return ""
+    return single_line(quantization.split(" ", 1)[0] if compact else quantization, 30)
