@@ -108,6 +108,22 @@ async def test_typing_beside_a_control_character_edits_the_right_place():
         assert cell_at(app, *line.cursor_screen_offset) == "z"
 
 
+async def test_pasted_line_separators_stay_in_their_line_and_are_sent_as_typed():
+    # Textual splits inserted text with str.splitlines, which also breaks at \u2028, \x85 and
+    # \x1c: the message sent then held newlines the user never typed.
+    app = EditorApp("")
+    async with app.run_test(size=(60, 12)) as pilot:
+        area = app.query_one("#area", TextArea)
+        area.focus()
+        area.insert("a\u2028b\x85c\x1cd\ne")
+        await pilot.pause()
+        assert area.text == "a\u2028b\x85c\x1cd\ne"
+        assert area.document.line_count == 2
+        area.move_cursor((0, 2))  # after the line separator
+        await pilot.press("X")
+        assert area.text == "a\u2028Xb\x85c\x1cd\ne"
+
+
 async def test_a_wrapped_line_of_controls_stays_aligned(monkeypatch):
     text = ("\x1b]0;t\x07\u202e" * 30) + "end"
     with capture_terminal(monkeypatch) as written:

@@ -21,16 +21,21 @@ control character is zero cells wide, its glyph one):
 
 from __future__ import annotations
 
+import re
 from typing import overload
 
 from rich.cells import cell_len, get_character_cell_size
 from rich.text import Text
+from textual.document._document import EditResult, Location
 from textual.expand_tabs import expand_tabs_inline
 from textual.geometry import Size, clamp
 from textual.widgets import Input, TextArea
 from textual.widgets.text_area import Document, DocumentNavigator, WrappedDocument
 
 from leverchat.safetext import visible_glyphs
+
+# The only line breaks of an editor's text: Textual's own newline styles.
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
 class VisibleDocument(Document):
@@ -43,6 +48,24 @@ class VisibleDocument(Document):
         # there, and saving the editor changed a system prompt nobody edited. Those characters
         # stay in their line, drawn as glyphs. (Typed or pasted text is split as Textual does.)
         self._lines = text.split(self.newline)
+
+    def replace_range(self, start: Location, end: Location, text: str) -> EditResult:
+        """Document.replace_range, splitting the inserted text only at real newlines: typed or
+        pasted \\u2028, \\x85 or \\x1c stay in their line as glyphs, as loaded text does,
+        so what is sent is exactly what was typed."""
+        top, bottom = sorted((start, end))
+        top_row, top_column = top
+        bottom_row, bottom_column = bottom
+        insert_lines = _NEWLINE.split(text)
+        lines = self._lines
+        replaced_text = self.get_text_range(top, bottom)
+        after = lines[bottom_row][bottom_column:] if bottom_row < len(lines) else ""
+        before = lines[top_row][:top_column] if top_row < len(lines) else ""
+        insert_lines[0] = before + insert_lines[0]
+        destination_column = len(insert_lines[-1])
+        insert_lines[-1] += after
+        lines[top_row : bottom_row + 1] = insert_lines
+        return EditResult((top_row + len(insert_lines) - 1, destination_column), replaced_text)
 
     @property
     def lines(self) -> list[str]:
