@@ -225,7 +225,7 @@ def test_none_opts_out(tmp_path: Path) -> None:
 
 
 def test_provenance_names_the_quantisation() -> None:
-    info = ModelInfo("SmolLM2", "x", "cpu", "bfloat16", 2048, True, "int8 weight-only")
+    info = ModelInfo("SmolLM2", "x", "cpu", "bfloat16", 2048, True, quantization="int8 weight-only")
     assert info.provenance_name == "SmolLM2 [int8 weight-only]"
     plain = ModelInfo("SmolLM2", "x", "cpu", "float32", 2048, True)
     assert plain.provenance_name == "SmolLM2"
