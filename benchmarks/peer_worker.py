@@ -50,6 +50,7 @@ def run_leverchat(config: dict[str, Any]) -> dict[str, Any]:
     from dataclasses import asdict
 
     from leverchat.commands.options import add_model_options, model_spec_from_args
+    from leverchat.engine.loading import STAGE_CONVERTING
     from leverchat.engine.types import ChatMessage, FixedLevers, GenerationRequest
     from leverchat.engine.worker import EngineThread
     from leverchat.levers import Levers
@@ -61,11 +62,17 @@ def run_leverchat(config: dict[str, Any]) -> dict[str, Any]:
     add_model_options(parser)
     spec = model_spec_from_args(parser.parse_args(argv))
     engine = EngineThread()
+    stages: set[str] = set()
     try:
         started = time.perf_counter()
-        info = engine.load(spec).result()
+        info = engine.load(spec, lambda step: stages.add(step.stage)).result()
         load_s = time.perf_counter() - started
-        result: dict[str, Any] = {"load_s": load_s, "model_info": asdict(info), "spec": argv}
+        result: dict[str, Any] = {
+            "load_s": load_s,
+            "converted": STAGE_CONVERTING in stages,  # this load built leverchat's cache
+            "model_info": asdict(info),
+            "spec": argv,
+        }
         if config.get("load_only"):
             return result
 

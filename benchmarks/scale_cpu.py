@@ -95,6 +95,7 @@ def run_case(case: str, args: Any, info: dict[str, Any], workdir: Path, log: Any
         "gguf_bytes": info["bytes"][qtype],
         "leverchat_conversion": {
             "seconds": prepare.get("load_s"),
+            "converted_now": prepare.get("converted"),
             "peak_rss_bytes": prepare["peak_rss_bytes"],
             "cache_bytes": folder_bytes(cache) if cache.exists() else 0,
             **({"error": prepare["error"]} if "error" in prepare else {}),
