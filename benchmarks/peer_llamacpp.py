@@ -55,6 +55,8 @@ def main() -> None:
     quantize = _peer.quantize_list(args.quantize)
     variants = _peer.llama_cpp_variants(gguf, threads, context=2048)
     variants += _peer.leverchat_variants(gguf, quantize, threads)
+    # Engines interleave within a round (llama.cpp, leverchat, ... at 1 thread, then at N).
+    variants.sort(key=lambda variant: variant.threads)
     config = {
         "prompt": _common.LONG_ANSWER_PROMPT,
         "system": _common.SYSTEM_PROMPT,

@@ -61,6 +61,8 @@ def run_case(case: str, args: Any, info: dict[str, Any], workdir: Path, log: Any
         variants += _peer.leverchat_variants(
             info["safetensors"], quantize, threads, prefix="leverchat_safetensors"
         )
+    # Engines interleave within a round (llama.cpp, leverchat, ... at 1 thread, then at N).
+    variants.sort(key=lambda variant: variant.threads)
     config = {
         "prompt": _common.LONG_ANSWER_PROMPT,
         "tokens": args.tokens,
