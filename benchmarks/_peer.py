@@ -208,7 +208,15 @@ def summarise(variants: list[Variant], samples: dict[str, list[dict[str, Any]]])
             "ok_samples": len(good),
             "failed_samples": len(samples[variant.name]) - len(good),
         }
-        for key in ("tokens_per_s", "ttft_s", "long_ttft_s", "peak_rss_bytes", "load_s"):
+        for key in (
+            "tokens_per_s",
+            "ttft_s",
+            "long_ttft_s",
+            "peak_rss_bytes",
+            "rss_after_load_bytes",
+            "rss_end_bytes",
+            "load_s",
+        ):
             values = [float(s[key]) for s in good if key in s]
             if values:
                 summary[f"median_{key}"] = _round(_common.median(values), key)
@@ -230,7 +238,7 @@ def summarise(variants: list[Variant], samples: dict[str, list[dict[str, Any]]])
 
 
 def _round(value: float, key: str) -> float:
-    return round(value) if key == "peak_rss_bytes" else round(value, 4)
+    return round(value) if key.endswith("_bytes") else round(value, 4)
 
 
 def ratios(summary: dict[str, Any], families: Iterable[str], peer: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 SEED = 5
@@ -37,7 +38,20 @@ def main() -> None:
     os.dup2(2, 1)  # library chatter goes to stderr: stdout carries the one JSON line
     runner = run_leverchat if config["engine"] == "leverchat" else run_llama_cpp
     result = runner(config)
+    result["rss_end_bytes"] = rss_now()
     os.write(real_stdout, (json.dumps(result) + "\n").encode())
+
+
+def rss_now() -> int:
+    """This process's resident bytes now (the peak is ``ru_maxrss``, which the parent reads)."""
+    try:
+        with Path("/proc/self/status").open() as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _messages(config: dict[str, Any], text: str) -> list[tuple[str, str]]:
@@ -70,6 +84,7 @@ def run_leverchat(config: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = {
             "load_s": load_s,
             "converted": STAGE_CONVERTING in stages,  # this load built leverchat's cache
+            "rss_after_load_bytes": rss_now(),
             "model_info": asdict(info),
             "spec": argv,
         }
@@ -131,6 +146,7 @@ def run_llama_cpp(config: dict[str, Any]) -> dict[str, Any]:
         verbose=False,
     )
     load_s = time.perf_counter() - started
+    rss_after_load = rss_now()
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         raise SystemExit(f"{config['model']} has no chat template in its metadata")
@@ -164,7 +180,7 @@ def run_llama_cpp(config: dict[str, Any]) -> dict[str, Any]:
             "token_ids": produced[:16],
         }
 
-    result: dict[str, Any] = {"load_s": load_s}
+    result: dict[str, Any] = {"load_s": load_s, "rss_after_load_bytes": rss_after_load}
     reply(config["prompt"], WARM_UP_TOKENS)
     result.update(reply(config["prompt"], config["tokens"]))
     if config.get("long_prompt"):
