@@ -21,6 +21,7 @@ norms in F32; the tied embedding also serves as the output layer, as in Llama 3.
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -142,6 +143,8 @@ def build(workdir: Path, size: str, *, log: Any = None) -> dict[str, Any]:
             **{qtype: path.stat().st_size for qtype, path in ggufs.items()},
         },
         "build_s": round(time.perf_counter() - started, 1),
+        # The builder's own peak (one float32 tensor and its copies; 3B: about 4.8 GB).
+        "builder_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "long_prompt": _long_prompt_text(tokenizer, 512),
     }
     (folder / DONE_NAME).write_text(json.dumps(info, indent=2))
