@@ -38,7 +38,6 @@ def main() -> None:
     os.dup2(2, 1)  # library chatter goes to stderr: stdout carries the one JSON line
     runner = run_leverchat if config["engine"] == "leverchat" else run_llama_cpp
     result = runner(config)
-    result["rss_end_bytes"] = rss_now()
     os.write(real_stdout, (json.dumps(result) + "\n").encode())
 
 
@@ -123,6 +122,7 @@ def run_leverchat(config: dict[str, Any]) -> dict[str, Any]:
                 long_prompt_tokens=long.stats.prompt_tokens,
                 long_ttft_s=long.stats.time_to_first_token_s,
             )
+        result["rss_end_bytes"] = rss_now()  # the model still loaded, after the replies
         return result
     finally:
         engine.close()
@@ -186,6 +186,7 @@ def run_llama_cpp(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("long_prompt"):
         long = reply(config["long_prompt"], 2)
         result.update(long_prompt_tokens=long["prompt_tokens"], long_ttft_s=long["ttft_s"])
+    result["rss_end_bytes"] = rss_now()  # the model still loaded, after the replies
     return result
 
 
