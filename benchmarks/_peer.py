@@ -58,7 +58,8 @@ def quantize_choices() -> list[str]:
     add_model_options(parser)
     for action in parser._actions:
         if "--quantize" in action.option_strings:
-            return [str(choice) for choice in action.choices or []]
+            # The option's own default is the plain `leverchat` variant already.
+            return [str(c) for c in action.choices or [] if c != action.default]
     return []
 
 
@@ -292,11 +293,11 @@ def llama_cpp_variants(model: str, threads: list[int], context: int) -> list[Var
 
 
 def quantize_list(requested: str | None) -> list[str | None]:
-    """``--quantize int8,int4``: leverchat variants besides its default (None); ``none``
+    """``--quantize int8,int4``: leverchat variants besides its default (None); ``default``
     alone: the default only. Default: every choice leverchat's --quantize offers."""
     if requested is None:
         choices: list[str] = quantize_choices()
-    elif requested.strip().lower() == "none":
+    elif requested.strip().lower() == "default":
         choices = []
     else:
         choices = [part.strip() for part in requested.split(",") if part.strip()]
@@ -309,7 +310,7 @@ def add_peer_options(arguments: argparse.ArgumentParser) -> None:
         default=None,
         metavar="LIST",
         help="leverchat --quantize choices to run as extra variants, comma-separated, or "
-        "'none' (default: every choice leverchat offers)",
+        "'default' for leverchat's default only (default: every choice leverchat offers)",
     )
     arguments.add_argument(
         "--peer-threads",
