@@ -16,7 +16,9 @@ with CUDA graphs on a GPU). The JSON reports the compile time and how many graph
 after the warm-up (a recompile between turns would show there; the timed runs are separate
 turns, each re-using the cache from the start).
 
-``--device cpu --small`` runs a tiny config as a smoke test.
+``--shape 8b`` uses Llama-3.1-8B's shape instead (hidden 4096, 32 layers, 32 heads, 8 KV heads,
+MLP 14336, untied output layer: 8.03 B parameters, 16 GB in bf16). ``--device cpu --small``
+runs a tiny config as a smoke test.
 """
 
 from __future__ import annotations
@@ -53,6 +55,19 @@ LLAMA_1B = {
     "num_attention_heads": 32,
     "num_key_value_heads": 8,
 }
+# Llama-3.1-8B (8.03 B parameters, untied output layer), for --shape 8b: 16 GB in bf16.
+LLAMA_8B = {
+    "vocab_size": 128256,
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+}
+SHAPES = {
+    "1b": (LLAMA_1B, True, "Llama-3.2-1B shape"),
+    "8b": (LLAMA_8B, False, "Llama-3.1-8B shape"),
+}
 SMALL = {
     "vocab_size": 1024,
     "hidden_size": 64,
@@ -86,14 +101,14 @@ def synthetic_tokenizer(vocab_size: int) -> Any:
     return tokenizer
 
 
-def build_model(shape: dict[str, int], device: Any, dtype: Any) -> Any:
+def build_model(shape: dict[str, int], device: Any, dtype: Any, *, tied: bool = True) -> Any:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         **shape,  # type: ignore[arg-type]
         max_position_embeddings=4096,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         eos_token_id=2,
         pad_token_id=0,
         bos_token_id=None,
@@ -170,6 +185,12 @@ def main() -> None:
     arguments.add_argument("--small", action="store_true", help="a tiny config (CPU smoke run)")
     arguments.add_argument("--compile", action="store_true", help="also measure a compiled model")
     arguments.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="1b",
+        help="1b: Llama-3.2-1B (default); 8b: Llama-3.1-8B (16 GB in bf16)",
+    )
+    arguments.add_argument(
         "--bandwidth",
         type=float,
         default=None,
@@ -198,8 +219,10 @@ def main() -> None:
         raise SystemExit("--device cuda: no CUDA device is visible to torch")
     dtype_name = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
     dtype = getattr(torch, dtype_name)
-    shape = SMALL if args.small else LLAMA_1B
-    model = build_model(shape, device, dtype)
+    shape, tied, shape_name = SHAPES[args.shape]
+    if args.small:
+        shape, tied, shape_name = SMALL, True, "small smoke config"
+    model = build_model(shape, device, dtype, tied=tied)
     tokenizer = synthetic_tokenizer(shape["vocab_size"])
     parameters = sum(p.numel() for p in model.parameters())
     levers = Levers(seed=3, max_new_tokens=args.tokens)
@@ -241,8 +264,7 @@ def main() -> None:
     _common.emit(
         {
             "benchmark": "gpu_decode",
-            "model": "random Llama, "
-            + ("small smoke config" if args.small else "Llama-3.2-1B shape"),
+            "model": f"random Llama, {shape_name}",
             "machine": _common.machine(args.device),
             "device_name": device_name,
             "dtype": dtype_name,

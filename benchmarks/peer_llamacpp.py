@@ -1,117 +1,110 @@
-"""Decode tokens/s of the bundled GGUF under llama.cpp beside leverchat's, in the same run.
+"""Decode tokens/s and time to first token of the bundled GGUF under llama.cpp and leverchat,
+run fairly: each engine alone in its own process, at 1 thread and at all cores, alternating.
 
 Only where ``llama_cpp`` (llama-cpp-python) is importable; otherwise it prints a JSON object
-with ``"skipped"``. It is neither a test nor a project dependency. Build it with
-``CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF"
-pip install llama-cpp-python`` (about 10 minutes on 2 cores; a native build crashed here).
+with ``"skipped"``. It is neither a test nor a project dependency (a prebuilt wheel:
+``../shared/wheels/README.md``; the build flags are in benchmarks/README.md).
 
-Both run the same chat-templated prompt with the same sampling levers for exactly
-``--tokens`` tokens (end-of-turn does not stop either); the rate is the decode rate (tokens
-after the first over the time from first to last), so the prompt's prefill is left out. The
-runs alternate. llama.cpp runs the Q4_1 weights as they are; leverchat the dequantised
-float32 conversion (``leverchat``, the default) and, on the CPU, the same with its linear layers
-quantised to int8 on load (``leverchat_int8``: ``leverchat --quantize int8``). Each side uses
-its own default: llama.cpp every core (``n_threads``), leverchat one fewer than the cores
-(the engine thread's policy, which leaves a core to the UI) unless ``--threads`` is given.
+Every sample is a fresh child process (``peer_worker.py``): load, a 4-token warm-up, then a
+greedy reply of exactly ``--tokens`` tokens (end-of-turn ignored by both) to the same
+chat-templated prompt, from an empty KV cache. Decode rate = tokens after the first over the
+time from the first to the last; TTFT = from the request to the first token. llama.cpp runs
+the Q4_1 weights as they are; leverchat whatever its engine makes of the file by default, and
+once per ``--quantize`` choice (default: every choice its CLI offers). Each engine is
+compared at its best thread count (the higher median rate); every sample is reported.
+
+Measured in session 3 (issue #12): in one process with 2 threads beside torch llama.cpp ran
+at 44-92 tok/s; alone with 1 thread at 141-146.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import _common
+import _peer
 
-SEED = 5
-
-
-def llama_cpp_rate(llm: Any, prompt_text: str, tokens: int, levers: Any) -> float:
-    prompt = llm.tokenize(prompt_text.encode(), add_bos=False, special=True)
-    llm.reset()
-    stamps: list[float] = []
-    for _token in llm.generate(
-        prompt, temp=levers.temperature, top_p=levers.top_p, min_p=levers.min_p, top_k=0
-    ):
-        stamps.append(time.perf_counter())
-        if len(stamps) >= tokens:
-            break
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
-
-
-def torch_threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
+TARGET_RATE_RATIO = 0.5  # issue #12: at least half of llama.cpp's decode rate
+TARGET_TTFT_RATIO = 1.0  # ... and a first token no later than llama.cpp's
 
 
 def main() -> None:
-    args = _common.start(_common.parser(__doc__ or "", tokens=64, runs=3))
+    arguments = _common.parser(__doc__ or "", tokens=64, runs=3)
+    _peer.add_peer_options(arguments)
+    args = _common.start(arguments)
     base: dict[str, Any] = {"benchmark": "peer_llamacpp", "machine": _common.machine("cpu")}
     if importlib.util.find_spec("llama_cpp") is None:
         base["skipped"] = "llama_cpp (llama-cpp-python) is not installed"
         _common.emit(base)
         return
-    if args.smoke:
-        args.tokens, args.runs = min(args.tokens, 4), 1
-        args.model = None  # llama.cpp needs the GGUF: the smoke run uses the bundled model too
-
-    from llama_cpp import Llama  # type: ignore[import-not-found,unused-ignore]
-
     from leverchat.engine.bundled import bundled_gguf_path
-    from leverchat.engine.worker import configure_cpu_threads
-    from leverchat.levers import Levers
 
-    # leverchat's own thread policy (one fewer than the cores unless --threads), as in the app.
-    configure_cpu_threads(args.threads)
+    if args.smoke:
+        # A tiny random GGUF both engines read (scale_cpu's), one thread: checks the path.
+        import _randmodel
 
-    gguf = str(bundled_gguf_path())
-    loaded = _common.load(args)
-    generator = _common.make_generator(loaded, endless=True)
-    levers = Levers(temperature=0.7, top_p=0.95, min_p=0.05, top_k=0, seed=SEED)
-    levers = levers.with_value("max_new_tokens", args.tokens)
-    messages = [("system", _common.SYSTEM_PROMPT), ("user", _common.LONG_ANSWER_PROMPT)]
-    chat = _common.request(messages, levers)
-    prompt_text = loaded.tokenizer.apply_chat_template(
-        [{"role": m.role, "content": m.content} for m in chat.messages],
-        tokenize=False,
-        add_generation_prompt=True,
-    )
-    threads = os.cpu_count() or 1
-    llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, seed=SEED, verbose=False)
-
-    def rate_of(engine: Any) -> Callable[[], float]:
-        def leverchat_rate() -> float:
-            result = _common.check_result(engine.run(_common.request(messages, levers), None))
-            return float(result.stats.tokens_per_s)
-
-        return leverchat_rate
-
-    variants = {
-        "llama_cpp": lambda: llama_cpp_rate(llm, prompt_text, args.tokens, levers),
-        "leverchat": rate_of(generator),
+        built = _randmodel.build(_common.BENCH_HOME / "scale", "tiny")
+        args.model = built["gguf"]["Q8_0"]
+        args.tokens, args.runs = min(args.tokens, 4), 1
+        args.peer_threads = args.peer_threads or "1"
+    # Both engines read the same file: llama.cpp needs a GGUF.
+    gguf = str(args.model) if args.model and str(args.model).endswith(".gguf") else None
+    gguf = gguf or str(bundled_gguf_path())
+    threads = _peer.thread_counts(args.peer_threads)
+    quantize = _peer.quantize_list(args.quantize)
+    variants = _peer.llama_cpp_variants(gguf, threads, context=2048)
+    variants += _peer.leverchat_variants(gguf, quantize, threads)
+    # Engines interleave within a round (llama.cpp, leverchat, ... at 1 thread, then at N).
+    variants.sort(key=lambda variant: variant.threads)
+    config = {
+        "prompt": _common.LONG_ANSWER_PROMPT,
+        "system": _common.SYSTEM_PROMPT,
+        "tokens": args.tokens,
     }
-    if args.device == "cpu":
-        int8 = _common.make_generator(_common.load(args, quantize="int8"), endless=True)
-        variants["leverchat_int8"] = rate_of(int8)
-    samples = _common.alternate(variants, args.runs)
-    rates = {name: _common.median(values) for name, values in samples.items()}
+    cap = _peer.memory_cap(args)
+    # Fill leverchat's conversion cache first, so no sample pays for the conversion.
+    prepare = _peer.run_child(
+        variants[-1],
+        {**config, "load_only": True},
+        timeout_s=args.child_timeout,
+        memory_cap_bytes=cap,
+    )
+    samples = _peer.alternate(
+        variants,
+        config,
+        args.runs,
+        timeout_s=args.child_timeout,
+        memory_cap_bytes=cap,
+        log=lambda line: print(line, flush=True),
+    )
+    summary = _peer.summarise(variants, samples)
+    families = sorted({v.family for v in variants})
+    ratios = _peer.ratios(summary, families, _peer.LLAMA_CPP)
+    default = ratios.get(_peer.LEVERCHAT, {})
     base.update(
         {
-            "model": "bundled SmolLM2-135M-Instruct (Q4_1 GGUF)",
+            "model": gguf if args.model else f"{gguf} (bundled SmolLM2-135M-Instruct Q4_1)",
             "tokens": args.tokens,
             "runs": args.runs,
-            "llama_cpp_threads": threads,
-            "leverchat_torch_threads": torch_threads(),
-            "tokens_per_s": {name: round(rate, 2) for name, rate in rates.items()},
-            "samples": {name: _common.rounded(values, 2) for name, values in samples.items()},
-            "leverchat_over_llama_cpp": _common.ratio(rates["leverchat"], rates["llama_cpp"]),
-            "leverchat_int8_over_llama_cpp": _common.ratio(
-                rates.get("leverchat_int8", 0.0), rates["llama_cpp"]
-            ),
-            "goal": "toward 0.5 (half of llama.cpp's speed)",
+            "thread_counts": threads,
+            "quantize_variants": quantize,
+            "prepare": {
+                k: prepare.get(k) for k in ("load_s", "peak_rss_bytes", "error") if k in prepare
+            },
+            **summary,
+            "over_llama_cpp": ratios,
+            "samples": samples,
+            "targets": {
+                "tokens_per_s_at_least": TARGET_RATE_RATIO,
+                "ttft_at_most": TARGET_TTFT_RATIO,
+                "default_met": (
+                    default.get("tokens_per_s", 0.0) >= TARGET_RATE_RATIO
+                    and 0 < default.get("ttft_s", 0.0) <= TARGET_TTFT_RATIO
+                )
+                if default
+                else None,
+            },
         }
     )
     _common.emit(base)

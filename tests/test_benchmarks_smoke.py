@@ -5,6 +5,7 @@ No timing is asserted: a benchmark's numbers are read by people, its shape by th
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -77,6 +78,10 @@ def test_startup_times_the_first_frame_without_torch(tiny_model_dir: Path) -> No
     assert result["first_frame_s_stub_engine"] > 0
     assert result["model_ready_s_warm"] > 0
     assert result["ask_warm"]["first_token_s"] > 0
+    # The baseline of issue #12: a process that only imports torch and transformers.
+    assert len(result["imports_only_samples_s"]) == result["runs"]
+    assert result["imports_only_s"] > 0 and result["ask_warm_over_imports"] > 0
+    assert isinstance(result["targets"]["ask_over_imports_met"], bool)
     # The UI's import and first frame never pull in torch: the layering, not a timing.
     assert result["torch_imported_on_ui_path"] is False
 
@@ -128,13 +133,31 @@ def test_cpu_variants_runs_every_variant_in_its_own_process(tiny_model_dir: Path
     assert result["torch_threads"]["omp_threads_1"] == 1  # the setting reached the child
 
 
-def test_peer_llamacpp_skips_cleanly_or_compares() -> None:
+needs_llama_cpp = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama-cpp-python is not installed (the peer; see ../shared/wheels/README.md)",
+)
+
+
+@needs_llama_cpp
+def test_peer_llamacpp_runs_each_engine_alone_and_reports_every_sample() -> None:
     result = run_benchmark("peer_llamacpp")
-    if "skipped" in result:
-        assert "llama" in result["skipped"]
-    else:
-        assert set(result["tokens_per_s"]) == {"llama_cpp", "leverchat", "leverchat_int8"}
-        assert result["leverchat_over_llama_cpp"] > 0
+    variants = result["variants"]
+    # The smoke run tries one thread count; leverchat's --quantize choices ride along.
+    assert {"llama_cpp@1", "leverchat@1", "leverchat_int8@1"} <= set(variants)
+    assert "int8" in variants["leverchat_int8@1"]["model_info"]["dtype"]
+    for name, samples in result["samples"].items():
+        assert samples, name
+        for sample in samples:
+            assert "error" not in sample, sample
+            assert sample["peak_rss_bytes"] > 0 and sample["rss_end_bytes"] > 0
+            assert sample["tokens_per_s"] > 0
+            assert sample["new_tokens"] == result["tokens"]
+    # Same prompt, same tokens: both engines tokenised the same chat-templated text.
+    assert variants["llama_cpp@1"]["prompt_tokens"] == variants["leverchat@1"]["prompt_tokens"]
+    assert result["best_thread_count"]["llama_cpp"] == "llama_cpp@1"
+    assert result["over_llama_cpp"]["leverchat"]["tokens_per_s"] > 0
+    assert isinstance(result["targets"]["default_met"], bool)
 
 
 @pytest.mark.slow
@@ -169,3 +192,92 @@ def test_persona_switch_reports_each_variant_with_and_without_the_note(
     }
     assert all(item["of"] == result["seeds"] for item in result["results"].values())
     assert len(result["history"]) == 4
+
+
+def test_peer_llamacpp_says_when_llama_cpp_is_missing() -> None:
+    if importlib.util.find_spec("llama_cpp") is not None:
+        pytest.skip("llama-cpp-python is installed: the comparison runs instead")
+    assert "llama" in run_benchmark("peer_llamacpp")["skipped"]
+
+
+@needs_llama_cpp
+def test_scale_cpu_tiny_compares_both_engines_on_one_gguf(tmp_path: Path) -> None:
+    result = run_benchmark("scale_cpu", "--workdir", str(tmp_path))
+    case = result["cases"]["tiny:Q8_0"]
+    assert case["gguf_bytes"] > 0
+    conversion = case["leverchat_conversion"]
+    assert "error" not in conversion and conversion["cache_bytes"] > 0
+    llama, lever = case["variants"]["llama_cpp@1"], case["variants"]["leverchat@1"]
+    # The ~512-token prompt is the same number of tokens for both tokenisers.
+    assert llama["long_prompt_tokens"] == lever["long_prompt_tokens"] > 400
+    assert llama["median_long_ttft_s"] > 0 and lever["median_peak_rss_bytes"] > 0
+    # Greedy on the same weights (Q8_0 in llama.cpp, de-quantised in leverchat): same start.
+    first_llama = case["samples"]["llama_cpp@1"][0]["token_ids"]
+    first_lever = case["samples"]["leverchat@1"][0]["token_ids"]
+    assert first_llama[:2] == first_lever[:2]
+    assert set(case["over_llama_cpp"]["leverchat"]) >= {"tokens_per_s", "peak_rss", "long_ttft_s"}
+    assert result["models"]["tiny"]["bytes"]["safetensors_bf16"] > 0
+
+
+def test_scale_cpu_plan_8b_accounts_for_a_q4_k_m_file() -> None:
+    plan = run_benchmark("scale_cpu", "--plan-8b")["plan_8b"]
+    assert plan["parameters"] == plan["parameters_meta_device"] == 8_030_261_248
+    # Llama-3.1-8B Q4_K_M files are 4.92 GB: the computed mix lands there.
+    assert 4.85e9 < plan["file_bytes_computed"] < 4.95e9
+    schemes = plan["schemes"]
+    assert schemes["float32_whole_model"]["cache_on_disk_bytes"] == 4 * plan["parameters"]
+    peaks = [
+        schemes[name]["load_peak_bytes"]
+        for name in (
+            "float32_whole_model",
+            "bf16_tensor_by_tensor",
+            "int8_weight_only",
+            "int4_weight_only",
+        )
+    ]
+    assert peaks == sorted(peaks, reverse=True)
+
+
+def test_random_model_files_hold_the_same_weights(tmp_path: Path) -> None:
+    """The bf16 safetensors and the Q8_0 GGUF of one random model agree (after llama.cpp's
+    q/k row order is undone), so leverchat on either and llama.cpp run the same model."""
+    import gguf
+    import numpy as np
+    from safetensors.torch import load_file
+
+    sys.path.insert(0, str(BENCHMARKS))
+    import _randmodel  # type: ignore[import-not-found]
+
+    info = _randmodel.build(tmp_path, "tiny")
+    shape = _randmodel.SHAPES["tiny"]
+    weights = load_file(Path(info["safetensors"]) / "model.safetensors")
+    assert len(weights) == len(list(shape.tensors()))
+    reader = gguf.GGUFReader(info["gguf"]["Q8_0"])
+    tensors = {t.name: t for t in reader.tensors}
+    for hf_name, gguf_name, dims in shape.tensors():
+        stored = weights[hf_name].float().numpy()
+        assert tuple(stored.shape) == dims
+        tensor = tensors[gguf_name]
+        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(dims)
+        if gguf_name.endswith(("attn_q.weight", "attn_k.weight")):
+            heads = (
+                shape.num_attention_heads if "attn_q" in gguf_name else shape.num_key_value_heads
+            )
+            values = values.reshape(heads, dims[0] // heads // 2, 2, dims[1]).swapaxes(1, 2)
+            values = values.reshape(dims)
+        np.testing.assert_allclose(values, stored, atol=0.01 * float(np.abs(stored).max()))
+
+
+def test_a_child_over_the_memory_cap_is_stopped_and_reported(tmp_path: Path) -> None:
+    """A sample that would take the shared machine's memory is killed, not waited for."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import _peer  # type: ignore[import-not-found]
+    import _randmodel
+
+    info = _randmodel.build(tmp_path, "tiny")
+    variant = _peer.Variant("leverchat@1", _peer.LEVERCHAT, info["gguf"]["Q8_0"], 1)
+    sample = _peer.run_child(
+        variant, {"prompt": "hi", "tokens": 2}, timeout_s=120, memory_cap_bytes=100_000_000
+    )
+    assert "over the cap of 0.1 GB" in sample["error"]
+    assert "tokens_per_s" not in sample

@@ -360,6 +360,7 @@ def test_unavailable_cuda_is_a_clear_error(name: str, tiny_model_dir: Path) -> N
         load_model(ModelSpec(str(tiny_model_dir), device=name))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_number_out_of_range() -> None:
     with pytest.raises(EngineError, match=r"there is no GPU 99"):
