@@ -64,9 +64,10 @@ def test_stored_weights_are_compact_and_equal_transformers_load(
         assert torch.equal(value, reference[name].to(expected_dtype)), name
     manifest = json.loads((entry.folder / MANIFEST_NAME).read_text())
     assert manifest["source"]["main_weight_type"] == tensor_type
-    assert json.loads((entry.folder / "config.json").read_text())["dtype"] == str(
-        weight_dtype
-    ).removeprefix("torch.")
+    config = json.loads((entry.folder / "config.json").read_text())
+    assert config["dtype"] == str(weight_dtype).removeprefix("torch.")
+    # Other programs read the folder too: transformers serve needs the model class.
+    assert config["architectures"] == ["LlamaForCausalLM"]
 
 
 def test_a_quantised_file_takes_half_the_float32_size(tmp_path: Path) -> None:

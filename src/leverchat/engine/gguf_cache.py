@@ -323,6 +323,14 @@ def _save_config_and_tokenizer(gguf_path: Path, plan: Any, destination: Path) ->
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = _main_dtype(plan.weight_types)
+    if not getattr(config, "architectures", None):
+        # The tensor-by-tensor conversion never builds a model, whose save_pretrained wrote
+        # this; other programs reading the folder (transformers serve) need it.
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        model_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type)
+        if model_class is not None:
+            config.architectures = [model_class]
     config.save_pretrained(destination)
     GenerationConfig.from_model_config(config).save_pretrained(destination)
     tokenizer = AutoTokenizer.from_pretrained(
