@@ -95,6 +95,16 @@ def test_the_model_from_wins_over_a_projector_from(tmp_path: Path, projector_fir
     assert "projector" in skipped.reason and "skipped" in skipped.reason
 
 
+def test_a_from_path_with_a_nul_is_reported_not_a_crash(tmp_path: Path) -> None:
+    # Found by tests/hostile/test_loader_fuzz.py: os.path.realpath raised ValueError.
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_bytes(b"FROM \x00FROM ./m.gguf\n")
+    result = import_profile(modelfile)
+    assert result.profile.model is None
+    (skipped,) = result.unmapped
+    assert skipped.key == "FROM" and "not a usable path" in skipped.reason
+
+
 def test_a_second_model_from_is_reported(tmp_path: Path) -> None:
     result = import_profile(write(tmp_path / "Modelfile", "FROM ./a.gguf\nFROM ./b.gguf\n"))
     assert result.profile.model == str(tmp_path / "a.gguf")

@@ -177,8 +177,14 @@ def _map_from(draft: Draft, value: str, base_dir: Path) -> None:
         or source.lower().endswith(_MODEL_FILE_SUFFIXES)
     )
     if looks_like_path:
-        path = Path(source).expanduser()
-        draft.model = str(path if path.is_absolute() else (base_dir / path).resolve())
+        # A NUL (or a path the OS refuses) in a downloaded file is not a model to point at.
+        try:
+            if "\x00" in source:
+                raise ValueError("it holds a NUL character")
+            path = Path(source).expanduser()
+            draft.model = str(path if path.is_absolute() else (base_dir / path).resolve())
+        except (ValueError, OSError, RuntimeError) as error:
+            draft.skip("FROM", source, f"not a usable path ({error}); set model by hand")
         return
     hint = "an Ollama model name; set model to a Hugging Face id or a local path by hand"
     if source.startswith(("hf.co/", "huggingface.co/")):
