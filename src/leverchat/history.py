@@ -1341,11 +1341,6 @@ def _provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
     )
 
 
-def _remote_in_stats(stats: str | None) -> Any:
-    data = json.loads(stats or "{}")
-    return data.get("remote") if isinstance(data, dict) else None
-
-
 def _stats_and_remote(provenance: ReplyProvenance) -> dict[str, Any]:
     """The stats column; a remote reply's provenance rides in it under "remote" (no schema
     change: stats_from_mapping ignores keys it does not know)."""
