@@ -52,7 +52,9 @@ def served_folder(args: Any) -> Path:
     return gguf_cache.ensure_converted(bundled.bundled_gguf_path()).folder
 
 
-def start_server(folder: Path, threads: int | None) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    folder: Path, threads: int | None, cpus: set[int] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     port = _free_port()
@@ -66,6 +68,8 @@ def start_server(folder: Path, threads: int | None) -> tuple[subprocess.Popen[by
         stdout=subprocess.DEVNULL,
         stderr=sys.stderr,
         env=env,
+        # --pin: the server gets its own core, as a remote box would have its own machine.
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -241,11 +245,22 @@ async def _alternate(variants: dict[str, Any], runs: int) -> dict[str, list[floa
 def main() -> None:
     arguments = _common.parser(__doc__ or "", tokens=64, runs=3)
     arguments.add_argument("--ask-runs", type=int, default=3, help="`ask` processes to time")
+    arguments.add_argument(
+        "--pin",
+        action="store_true",
+        help="server on the first core with 1 thread, this process (client, app) on the others:"
+        " a remote server's own machine, so the app's drawing does not slow the server down",
+    )
     args = _common.start(arguments)
     if args.smoke:
         args.tokens, args.runs, args.ask_runs = min(args.tokens, 6), 1, 1
     folder = served_folder(args)
-    process, base = start_server(folder, args.threads)
+    server_cpus: set[int] | None = None
+    if args.pin and len(os.sched_getaffinity(0)) > 1:
+        first, *others = sorted(os.sched_getaffinity(0))
+        server_cpus = {first}
+        os.sched_setaffinity(0, set(others))
+    process, base = start_server(folder, 1 if server_cpus else args.threads, server_cpus)
     try:
         measured = asyncio.run(main_async(args, base, str(folder)))
         ask = ask_first_byte(base, args.ask_runs)
@@ -262,6 +277,7 @@ def main() -> None:
             "benchmark": "remote_overhead",
             "model": _common.model_name(args),
             "server": "transformers serve (same process for every variant)",
+            "pinned": server_cpus is not None,
             "machine": _common.machine(args.device),
             "tokens": args.tokens,
             "runs": args.runs,
