@@ -239,6 +239,29 @@ def test_cancel_closes_the_stream_and_keeps_the_text(fake: FakeServer) -> None:
     assert result.text == " w0 w1 w2"
 
 
+def test_close_while_a_reply_streams_stops_it_and_fails_the_queued(fake: FakeServer) -> None:
+    # Quitting (or SIGHUP) mid-reply: the stream stops, its text is kept, nothing queued runs.
+    fake.routes["POST /v1/chat/completions"] = lambda request: sse_reply(
+        [f" w{i}" for i in range(2000)], delay=0.01
+    )
+    engine = RemoteEngine()
+    engine.load(ModelSpec(source=fake.model_spec)).result(timeout=30)
+    started = threading.Event()
+    request = GenerationRequest((ChatMessage("user", "Hi"),), FixedLevers(Levers()))
+    running = engine.generate(request, lambda _: started.set())
+    queued = engine.generate(
+        GenerationRequest((ChatMessage("user", "Next"),), FixedLevers(Levers()))
+    )
+    assert started.wait(30)
+    engine.close(timeout=20)
+    result = running.result(timeout=1)
+    assert result.stop_reason is StopReason.CANCELLED
+    assert result.text.startswith(" w0")
+    with pytest.raises(EngineError, match="the engine was closed"):
+        queued.result(timeout=1)
+    assert len(fake.posts()) == 1
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [

@@ -11,14 +11,13 @@ This module does not import torch: the TUI imports it before the first frame.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, TypeVar
 
 from leverchat.engine.loading import STAGE_COMPILING, STAGE_READY, progress_reporter
+from leverchat.engine.serial import SerialExecutor
 from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
@@ -43,13 +42,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Loader = Callable[[ModelSpec, ProgressCallback | None], "LoadedModel"]
-
-
-@dataclass
-class _Job:
-    run: Callable[[], Any]
-    future: Future[Any]
-    cancel: threading.Event | None = None
 
 
 def check_spec(spec: ModelSpec) -> None:
@@ -105,11 +97,7 @@ class EngineThread:
 
     def __init__(self, loader: Loader | None = None) -> None:
         self._loader: Loader = loader or _default_loader
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._closed = False
-        self._current: _Job | None = None
+        self._executor = SerialExecutor("leverchat-engine")
         self._generator: Generator | None = None
         self._load_error: str | None = None
         self.info: ModelInfo | None = None
@@ -152,7 +140,7 @@ class EngineThread:
                 report(STAGE_READY, f"{loaded.info.name} is ready on {device}", 1.0)
             return self.info
 
-        return self._submit(run)
+        return self._executor.submit(run)
 
     def generate(
         self, request: GenerationRequest, on_chunk: ChunkCallback | None = None
@@ -163,7 +151,7 @@ class EngineThread:
                 return _failed(request, f"no model is loaded: {reason}")
             return self._generator.run(request, on_chunk)
 
-        return self._submit(run, cancel=request.cancel)
+        return self._executor.submit(run, cancel=request.cancel)
 
     def count_tokens(
         self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
@@ -173,12 +161,12 @@ class EngineThread:
                 raise EngineError("no model is loaded")
             return self._generator.count_tokens(messages, prompt_format)
 
-        return self._submit(run)
+        return self._executor.submit(run)
 
     def call(self, job: Callable[[], T]) -> Future[T]:
         """Run ``job`` on the engine thread, queued behind the current work (benchmarks and
         tools that must touch the model use this: torch calls belong on this one thread)."""
-        return self._submit(job)
+        return self._executor.submit(job)
 
     @property
     def generator(self) -> Generator | None:
@@ -187,63 +175,11 @@ class EngineThread:
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel what is running, fail what is queued, and stop the thread."""
-        with self._start_lock:
-            if self._closed:
-                return
-            self._closed = True
-        current = self._current
-        if current is not None and current.cancel is not None:
-            current.cancel.set()
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None and job.future.set_running_or_notify_cancel():
-                job.future.set_exception(EngineError("the engine was closed"))
-        self._jobs.put(None)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self._executor.shutdown(timeout)
 
     @property
     def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _submit(self, run: Callable[[], Any], cancel: threading.Event | None = None) -> Future[Any]:
-        future: Future[Any] = Future()
-        with self._start_lock:
-            if self._closed:
-                future.set_exception(EngineError("the engine was closed"))
-                return future
-            if self._thread is None:
-                # A daemon thread: a hung torch call can never keep the process alive.
-                self._thread = threading.Thread(
-                    target=self._serve, name="leverchat-engine", daemon=True
-                )
-                self._thread.start()
-            self._jobs.put(_Job(run, future, cancel))
-        return future
-
-    def _serve(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            if not job.future.set_running_or_notify_cancel():
-                continue
-            self._current = job
-            try:
-                result = job.run()
-            except BaseException as error:
-                if not isinstance(error, EngineError):
-                    log.exception("engine job failed")
-                job.future.set_exception(error)
-            else:
-                job.future.set_result(result)
-            finally:
-                self._current = None
+        return self._executor.is_alive
 
 
 def cpu_threads_for(requested: int | None, cores: int, environment: dict[str, str]) -> int | None:

@@ -8,12 +8,8 @@ its live levers over HTTP are in reply.py.
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
 
 from leverchat.engine.remote.client import RemoteClient
 from leverchat.engine.remote.detect import check_server_name, choose_model, detect_server
@@ -22,6 +18,7 @@ from leverchat.engine.remote.endpoint import Endpoint, parse_endpoint
 from leverchat.engine.remote.keys import api_key
 from leverchat.engine.remote.reply import Session, failed_result, generate_reply
 from leverchat.engine.remote.template import load_renderer
+from leverchat.engine.serial import SerialExecutor
 from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
@@ -35,9 +32,6 @@ from leverchat.engine.types import (
     ProgressCallback,
 )
 
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 ClientFactory = Callable[[Endpoint, str | None], RemoteClient]
 
 
@@ -48,19 +42,17 @@ class RemoteEngine:
         self._client_factory: ClientFactory = client_factory or (
             lambda endpoint, key: RemoteClient(endpoint, key)
         )
-        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._closed = False
+        # One reply's stream at a time; a daemon thread, so a server that never answers
+        # cannot keep the process alive.
+        self._executor = SerialExecutor("leverchat-remote")
         self._session: Session | None = None
         self._load_error: str | None = None
-        self._cancel_current: threading.Event | None = None
         self.info: ModelInfo | None = None
 
     # -- ChatEngine ---------------------------------------------------------------------
 
     def load(self, spec: ModelSpec, progress: ProgressCallback | None = None) -> Future[ModelInfo]:
-        return self._submit(lambda: self._load(spec, progress))
+        return self._executor.submit(lambda: self._load(spec, progress))
 
     def generate(
         self, request: GenerationRequest, on_chunk: ChunkCallback | None = None
@@ -71,13 +63,9 @@ class RemoteEngine:
                 reason = self._load_error or "no server is connected"
                 _, levers = request.levers.snapshot()
                 return failed_result(levers, f"no model is loaded: {reason}", None)
-            self._cancel_current = request.cancel
-            try:
-                return generate_reply(session, request, on_chunk)
-            finally:
-                self._cancel_current = None
+            return generate_reply(session, request, on_chunk)
 
-        return self._submit(run)
+        return self._executor.submit(run, cancel=request.cancel)
 
     def count_tokens(
         self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
@@ -85,26 +73,13 @@ class RemoteEngine:
         def run() -> int:
             raise EngineError("a remote model's tokens are counted by its server, not here")
 
-        return self._submit(run)
+        return self._executor.submit(run)
 
     def close(self, timeout: float = 5.0) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        cancel = self._cancel_current
-        if cancel is not None:
-            cancel.set()
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None and job[1].set_running_or_notify_cancel():
-                job[1].set_exception(EngineError("the engine was closed"))
-        self._jobs.put(None)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        """Cancel the streaming reply, fail what is queued, stop the thread, then close
+        the HTTP connection."""
+        if not self._executor.shutdown(timeout):
+            return
         session = self._session
         if session is not None:
             session.client.close()
@@ -150,35 +125,3 @@ class RemoteEngine:
         )
         report(LoadProgress("ready", f"{model_id} on {dialect.label} is ready", 1.0))
         return self.info
-
-    def _submit(self, run: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        with self._lock:
-            if self._closed:
-                future.set_exception(EngineError("the engine was closed"))
-                return future
-            if self._thread is None:
-                # A daemon thread: a server that never answers cannot keep the process alive.
-                self._thread = threading.Thread(
-                    target=self._serve, name="leverchat-remote", daemon=True
-                )
-                self._thread.start()
-            self._jobs.put((run, future))
-        return future
-
-    def _serve(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            run, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = run()
-            except BaseException as error:
-                if not isinstance(error, EngineError):
-                    log.exception("remote engine job failed")
-                future.set_exception(error)
-            else:
-                future.set_result(result)
