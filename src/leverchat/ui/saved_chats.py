@@ -12,6 +12,7 @@ from leverchat.profiles import ProfileError
 from leverchat.safetext import single_line
 from leverchat.ui import hints, profile_actions, reply_lifecycle
 from leverchat.ui.replies import ReplySettings, describe_changes
+from leverchat.ui.unsaved_guard import ask_before_leaving
 from leverchat.ui.widgets.messages_view import ChangeMarker, ReplyView, UserMessage
 from leverchat.wording import sentence
 
@@ -98,9 +99,17 @@ def show_chat_list(screen: ChatScreen) -> None:
         )
         return
 
-    async def chosen(chat_id: str | None) -> None:
-        if chat_id is not None and chat_id != screen.conversation.id:
-            await screen.open_chat(chat_id)
+    def chosen(chat_id: str | None) -> None:
+        if chat_id is None or chat_id == screen.conversation.id:
+            return
+        if screen._reply is not None:  # open_chat would refuse: ask nothing
+            screen.notify(hints.busy(screen.app))
+            return
+        # Opening restores the chat's own levers and system prompt over the panel's: unsaved
+        # edits would be lost without a word, so ask first as a profile switch or quit does.
+        ask_before_leaving(
+            screen, "open another chat", lambda: screen.call_later(screen.open_chat, chat_id)
+        )
 
     async def changed(chat_id: str, title: str | None) -> None:
         """The chat list renamed (``title``) or deleted (None) ``chat_id``."""

@@ -1,4 +1,5 @@
-"""Ask before a profile switch or quit drops unsaved lever and system prompt edits.
+"""Ask before a profile switch, opening a saved chat (F4) or quit drops unsaved lever and
+system prompt edits.
 
 What is unsaved is worked out here (no Textual); :func:`ask_before_leaving` shows
 :class:`UnsavedEditsScreen` and goes on only when the edits are saved or the user discards them.

@@ -1,4 +1,5 @@
-"""Asked before a profile switch or quit would drop unsaved lever and system prompt edits.
+"""Asked before a profile switch, opening a saved chat or quit would drop unsaved lever and
+system prompt edits.
 
 Keyboard first: S saves, D discards, Escape cancels; Cancel has the focus, so Enter alone
 changes nothing. The profile names are untrusted: every text here is literal ``Content``.

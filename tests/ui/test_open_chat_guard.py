@@ -1,0 +1,102 @@
+"""F4 (open a saved chat) restores that chat's levers and system prompt: unsaved lever-panel
+edits are asked about first, with the same dialog as a profile switch or quit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from unsaved_steps import dialog_open, edit_temperature, notifications
+
+from conftest import chat_screen, frame_text, wait_for
+from leverchat.history import HistoryStore
+from leverchat.ui.history_session import HistorySession
+from leverchat.ui.screens.chat_list import ChatListScreen
+from leverchat.ui.screens.unsaved import UnsavedEditsScreen
+from leverchat.ui.widgets.messages_view import UserMessage
+
+QUESTION = "Which fruit is yellow?"
+
+
+@pytest.fixture
+def saved_chat(tmp_path: Path) -> Iterator[tuple[HistorySession, str]]:
+    """A history with one saved chat (made with the profile's default levers)."""
+    db = tmp_path / "history.sqlite3"
+    with HistoryStore(db) as store:
+        chat_id = store.create_conversation(profile="default")
+        user = store.add_user_message(chat_id, QUESTION, parent_id=None)
+        reply = store.start_reply(chat_id, parent_id=user.id)
+        store.finish_reply(reply.id, "A banana.", status=reply.status.COMPLETE)
+    history = HistorySession(HistoryStore(db))
+    yield history, chat_id
+    history.close()
+
+
+async def choose_the_saved_chat(pilot) -> None:
+    await pilot.press("f4")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChatListScreen), "list opens")
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def test_f4_with_unsaved_edits_asks_and_cancel_keeps_them(make_app, saved_chat):
+    history, chat_id = saved_chat
+    app = make_app(history=history)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = chat_screen(app)
+        before = screen.conversation.id
+        await edit_temperature(pilot)
+        await choose_the_saved_chat(pilot)
+        await dialog_open(pilot)
+        frame = frame_text(app)
+        assert "Unsaved edits to profile default" in frame
+        assert "the temperature lever" in frame
+        assert "before you open another chat?" in frame
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+        assert screen.conversation.id == before != chat_id  # the saved chat did not open
+        assert screen.live_levers.get().temperature == 1.0
+        assert screen.panel.field("temperature").input.value == "1.0"
+        assert not screen.query(UserMessage)
+
+
+async def test_f4_discard_opens_the_chat_with_its_own_levers(make_app, saved_chat, profile_store):
+    history, chat_id = saved_chat
+    app = make_app(history=history)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = chat_screen(app)
+        await edit_temperature(pilot)
+        await choose_the_saved_chat(pilot)
+        await dialog_open(pilot)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: screen.conversation.id == chat_id, "the chat opened")
+        await pilot.pause()
+        assert [view.text for view in screen.query(UserMessage)] == [QUESTION]
+        assert screen.live_levers.get().temperature == 0.7
+        assert "Discarded your edits to default." in notifications(app)
+        assert profile_store.load("default").profile.levers.temperature == 0.7
+
+
+async def test_f4_save_writes_the_edits_then_opens(make_app, saved_chat, profile_store):
+    history, chat_id = saved_chat
+    app = make_app(history=history)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = chat_screen(app)
+        await edit_temperature(pilot)
+        await choose_the_saved_chat(pilot)
+        await dialog_open(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.conversation.id == chat_id, "the chat opened")
+        assert profile_store.load("default").profile.levers.temperature == 1.0
+
+
+async def test_f4_without_edits_opens_at_once(make_app, saved_chat):
+    history, chat_id = saved_chat
+    app = make_app(history=history)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = chat_screen(app)
+        await choose_the_saved_chat(pilot)
+        await wait_for(pilot, lambda: screen.conversation.id == chat_id, "the chat opened")
+        assert not any(isinstance(s, UnsavedEditsScreen) for s in app.screen_stack)
