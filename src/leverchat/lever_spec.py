@@ -48,3 +48,82 @@ def format_number(value: float) -> str:
     if float(value).is_integer():
         return str(int(value))
     return repr(float(value))
+
+
+# Compact constructors for the lever tables (levers.py, sampler_specs.py). Each fills in what
+# its kind implies (no range for a list or a text, neutral = default unless said), so a
+# declaration is the lever's name, label, numbers and help; ``LeverSpec(...)`` itself still
+# works in the same tables.
+
+_SAME: Any = object()
+
+
+def float_lever(
+    name: str,
+    label: str,
+    default: float,
+    minimum: float,
+    maximum: float,
+    step: float,
+    *,
+    help: str,
+    neutral: Any = _SAME,
+    more: bool = False,
+) -> LeverSpec:
+    """A float lever from ``minimum`` to ``maximum``; ``neutral`` defaults to ``default``."""
+    return _number("float", name, label, default, minimum, maximum, step, help, neutral, more)
+
+
+def int_lever(
+    name: str,
+    label: str,
+    default: int | None,
+    minimum: int,
+    maximum: int,
+    step: int,
+    *,
+    help: str,
+    neutral: Any = _SAME,
+    more: bool = False,
+    optional: bool = False,
+) -> LeverSpec:
+    """A whole-number lever; ``optional``: it may also be unset (None), like the seed."""
+    kind: LeverKind = "optional_int" if optional else "int"
+    return _number(kind, name, label, default, minimum, maximum, step, help, neutral, more)
+
+
+def strings_lever(
+    name: str, label: str, *, help: str, default: tuple[str, ...] = (), more: bool = False
+) -> LeverSpec:
+    """A list of strings (stop strings, banned phrases); neutral is the default."""
+    return LeverSpec(name, "strings", default, None, None, 0, default, help, label, more)
+
+
+def text_lever(
+    name: str, label: str, *, help: str, default: str = "", more: bool = False
+) -> LeverSpec:
+    return LeverSpec(name, "text", default, None, None, 0, default, help, label, more)
+
+
+def choice_lever(
+    name: str, label: str, choices: tuple[str, ...], *, help: str, more: bool = False
+) -> LeverSpec:
+    """One of ``choices``; the first is the default and the neutral value."""
+    first = choices[0]
+    return LeverSpec(name, "choice", first, None, None, 0, first, help, label, more, choices)
+
+
+def _number(
+    kind: LeverKind,
+    name: str,
+    label: str,
+    default: float | None,
+    minimum: float,
+    maximum: float,
+    step: float,
+    help: str,
+    neutral: Any,
+    more: bool,
+) -> LeverSpec:
+    neutral = default if neutral is _SAME else neutral
+    return LeverSpec(name, kind, default, minimum, maximum, step, neutral, help, label, more)
