@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 import _common
+import _runs
 
 TARGET_RATIO = 0.9
 
@@ -25,46 +26,24 @@ TARGET_RATIO = 0.9
 def lever_sets(tokens: int) -> dict[str, Any]:
     from leverchat.levers import Levers
 
-    default = Levers(seed=7, max_new_tokens=tokens)
-    active = Levers(
-        temperature=0.8,
-        top_k=40,
-        top_p=0.9,
-        min_p=0.05,
-        repetition_penalty=1.15,
-        frequency_penalty=0.3,
-        presence_penalty=0.3,
-        seed=7,
-        max_new_tokens=tokens,
-    )
-    return {"default": default, "active": active}
+    return {"default": Levers(seed=7, max_new_tokens=tokens), "active": _runs.active_levers(tokens)}
 
 
 def observe_cost_us(
     generator: Any, prompt_ids: list[int], levers: Any, top_n: int, repeats: int
 ) -> float:
     """Median microseconds of one Inspector.observe on the model's real next-token logits."""
-    import torch
-
     from leverchat.engine.inspector import Inspector
-    from leverchat.engine.sampling import TokenPicker
 
-    with torch.inference_mode():
-        generator.reset_cache()
-        logits = generator._forward(prompt_ids)
-        picker = TokenPicker(prompt_ids, generator.vocab_size, generator.device)
-        inspector = Inspector(generator.tokenizer, top_n)
-        rng = torch.Generator(device=generator.device)
-        rng.manual_seed(0)
-        samples = []
-        for _ in range(repeats):
-            token = picker.pick(logits, levers, rng)
-            started = time.perf_counter()
-            inspector.observe(picker, logits, levers, token)
-            samples.append(time.perf_counter() - started)
-            picker.accept(token)
-    generator.reset_cache()
-    return round(_common.median(samples) * 1e6, 1)
+    inspector = Inspector(generator.tokenizer, top_n)
+
+    def observe(picker: Any, logits: Any, rng: Any) -> tuple[int, float]:
+        token = picker.pick(logits, levers, rng)
+        started = time.perf_counter()
+        inspector.observe(picker, logits, levers, token)
+        return token, time.perf_counter() - started
+
+    return _runs.step_cost_us(generator, prompt_ids, repeats, observe)
 
 
 def main() -> None:
@@ -72,25 +51,15 @@ def main() -> None:
     arguments.add_argument(
         "--top-n", type=int, default=10, help="alternatives recorded per token (default 10)"
     )
-    args = _common.start(arguments)
-    if args.smoke:
-        args.tokens, args.runs = min(args.tokens, 6), 1
-
-    from leverchat.engine.prompt import encode_messages
-
-    loaded = _common.load(args)
-    generator = _common.make_generator(loaded, endless=True)
-    messages = [("system", _common.SYSTEM_PROMPT), ("user", _common.LONG_ANSWER_PROMPT)]
+    args, decoder = _runs.decoder(arguments)
+    generator = decoder.generator
     levers = lever_sets(args.tokens)
     tokens: dict[str, tuple[int, ...]] = {}
 
     def variant(name: str, inspect: int) -> Any:
         def run() -> float:
-            generator.reset_cache()
-            request = replace(_common.request(messages, levers[name]), inspect=inspect)
-            result = _common.check_result(generator.run(request, None))
-            if result.stats.new_tokens != args.tokens:
-                raise SystemExit(f"{name}: {result.stats.new_tokens} tokens, not {args.tokens}")
+            request = replace(_common.request(_runs.MESSAGES, levers[name]), inspect=inspect)
+            result = decoder.run(name, request)
             if inspect and len(result.inspection) != args.tokens:
                 raise SystemExit(f"{name}: {len(result.inspection)} records, not {args.tokens}")
             tokens[f"{name}_{'on' if inspect else 'off'}"] = result.token_ids
@@ -104,12 +73,11 @@ def main() -> None:
         for state in ("off", "on")
     }
     samples = _common.alternate(variants, args.runs)
-    rates = {key: round(_common.median(values), 2) for key, values in samples.items()}
+    _, summary = _runs.rate_summary(samples)
+    rates = summary["tokens_per_s"]
     ratios = {name: _common.ratio(rates[f"{name}_on"], rates[f"{name}_off"]) for name in levers}
 
-    prompt_ids = encode_messages(
-        loaded.tokenizer, _common.request(messages, levers["default"]).messages, "auto"
-    )
+    prompt_ids = decoder.prompt_ids(levers["default"])
     repeats = 10 if args.smoke else 100
     observe_us = {
         name: observe_cost_us(generator, prompt_ids, levers[name], args.top_n, repeats)
@@ -124,8 +92,7 @@ def main() -> None:
             "runs": args.runs,
             "top_n": args.top_n,
             "levers": {name: lever.to_mapping() for name, lever in levers.items()},
-            "tokens_per_s": rates,
-            "samples": {key: _common.rounded(values, 2) for key, values in samples.items()},
+            **summary,
             "ratio_on_over_off": ratios,
             "observe_us_per_token": observe_us,
             "same_tokens_on_and_off": all(

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import _common
+import _runs
 
 TARGET_RATIO = 0.9
 
@@ -28,22 +29,10 @@ TARGET_RATIO = 0.9
 def lever_sets(tokens: int) -> dict[str, Any]:
     from dataclasses import replace
 
-    from leverchat.levers import Levers, neutral_levers
+    from leverchat.levers import neutral_levers
 
     neutral = replace(neutral_levers(), seed=7, max_new_tokens=tokens)
-    active = Levers(
-        temperature=0.8,
-        top_k=40,
-        top_p=0.9,
-        min_p=0.05,
-        typical_p=1.0,
-        repetition_penalty=1.15,
-        frequency_penalty=0.3,
-        presence_penalty=0.3,
-        seed=7,
-        max_new_tokens=tokens,
-    )
-    return {"neutral": neutral, "active": active}
+    return {"neutral": neutral, "active": _runs.active_levers(tokens)}
 
 
 def sampler_sets(neutral: Any) -> dict[str, Any]:
@@ -62,50 +51,23 @@ def sampler_sets(neutral: Any) -> dict[str, Any]:
 
 def pick_cost_us(generator: Any, prompt_ids: list[int], levers: Any, repeats: int) -> float:
     """Median microseconds of one TokenPicker.pick on the model's real next-token logits."""
-    import torch
 
-    from leverchat.engine.sampling import TokenPicker
+    def pick(picker: Any, logits: Any, rng: Any) -> tuple[int, float]:
+        started = time.perf_counter()
+        token = picker.pick(logits, levers, rng)
+        return token, time.perf_counter() - started
 
-    with torch.inference_mode():
-        generator.reset_cache()
-        logits = generator._forward(prompt_ids)
-        picker = TokenPicker(
-            prompt_ids, generator.vocab_size, generator.device, generator._encode_text
-        )
-        rng = torch.Generator(device=generator.device)
-        rng.manual_seed(0)
-        samples = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            token = picker.pick(logits, levers, rng)
-            samples.append(time.perf_counter() - started)
-            picker.accept(token)
-    generator.reset_cache()
-    return round(_common.median(samples) * 1e6, 1)
+    return _runs.step_cost_us(generator, prompt_ids, repeats, pick)
 
 
 def main() -> None:
-    args = _common.start(_common.parser(__doc__ or "", tokens=64, runs=5))
-    if args.smoke:
-        args.tokens, args.runs = min(args.tokens, 6), 1
-
-    from leverchat.engine.prompt import encode_messages
-
-    loaded = _common.load(args)
-    generator = _common.make_generator(loaded, endless=True)
-    messages = [("system", _common.SYSTEM_PROMPT), ("user", _common.LONG_ANSWER_PROMPT)]
+    args, decoder = _runs.decoder(_common.parser(__doc__ or "", tokens=64, runs=5))
+    generator = decoder.generator
     levers = lever_sets(args.tokens)
-    last: dict[str, Any] = {}
 
     def variant(name: str) -> Any:
         def run() -> float:
-            generator.reset_cache()
-            result = _common.check_result(
-                generator.run(_common.request(messages, levers[name]), None)
-            )
-            if result.stats.new_tokens != args.tokens:
-                raise SystemExit(f"{name}: {result.stats.new_tokens} tokens, not {args.tokens}")
-            last[name] = result
+            result = decoder.run(name, _common.request(_runs.MESSAGES, levers[name]))
             return float(result.stats.tokens_per_s)
 
         return run
@@ -115,9 +77,7 @@ def main() -> None:
     active_rate = _common.median(samples["active"])
     result_ratio = _common.ratio(active_rate, neutral_rate)
 
-    prompt_ids = encode_messages(
-        loaded.tokenizer, _common.request(messages, levers["neutral"]).messages, "auto"
-    )
+    prompt_ids = decoder.prompt_ids(levers["neutral"])
     repeats = 20 if args.smoke else 200
     pick_us = {name: pick_cost_us(generator, prompt_ids, levers[name], repeats) for name in levers}
     samplers = sampler_sets(levers["neutral"])

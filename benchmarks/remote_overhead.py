@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import _common
+import _runs
 
 TARGET_RATIO = 0.97
 TARGET_ASK_FIRST_BYTE_S = 1.0
@@ -187,59 +188,28 @@ async def main_async(args: Any, base: str, model_id: str) -> dict[str, Any]:
 
     variants: dict[str, Any] = {"bare": bare, "engine": engine_only}
     try:
-        from leverchat.ui.app import LeverChatApp
-        from leverchat.ui.screens.chat import ChatScreen
-
-        app = LeverChatApp(_common.PreloadedEngine(engine, info), model_spec=spec)
-        async with app.run_test(size=(120, 40)) as pilot:
-            screen = app.screen
-            assert isinstance(screen, ChatScreen)
-            while screen.model_info is None:
-                await pilot.pause(0.01)
-            screen.system_prompt = _common.SYSTEM_PROMPT
-            screen.live_levers.set(levers)
+        async with _runs.headless_app(engine, info, spec, levers) as app:
 
             async def in_app() -> float:
-                await screen.action_new_chat()
-                await pilot.pause()
-                started = time.perf_counter()
-                await screen.send(_common.LONG_ANSWER_PROMPT)
-                while screen.streaming:
-                    await asyncio.sleep(0.01)
-                elapsed = time.perf_counter() - started
-                result = screen.last_result
+                elapsed, result = await app.reply()
                 if result is None or result.failed:
                     raise SystemExit(f"the app's reply failed: {result}")
                 ttft["app"].append(result.stats.time_to_first_token_s)
                 return float(result.stats.new_tokens / elapsed)
 
             variants["app"] = in_app
-            samples = await _alternate(variants, args.runs)
+            samples = await _runs.alternate_async(variants, args.runs)
     finally:
         engine.close()
         client.close()
 
-    rates = {name: _common.median(values) for name, values in samples.items()}
-    app_ratio = _common.ratio(rates["app"], rates["bare"])
-    engine_ratio = _common.ratio(rates["engine"], rates["bare"])
+    rates, summary = _runs.rate_summary(samples)
     return {
-        "tokens_per_s": {name: round(rate, 2) for name, rate in rates.items()},
-        "samples": {name: _common.rounded(values, 2) for name, values in samples.items()},
+        **summary,
         "ttft_s": {name: round(_common.median(v), 3) for name, v in ttft.items() if v},
-        "ratio_engine_over_bare": engine_ratio,
-        "ratio_app_over_bare": app_ratio,
+        "ratio_engine_over_bare": _common.ratio(rates["engine"], rates["bare"]),
+        "ratio_app_over_bare": _common.ratio(rates["app"], rates["bare"]),
     }
-
-
-async def _alternate(variants: dict[str, Any], runs: int) -> dict[str, list[float]]:
-    names = list(variants)
-    for name in names:  # warm-up round
-        await variants[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for index in range(runs):
-        for name in names if index % 2 == 0 else list(reversed(names)):
-            samples[name].append(await variants[name]())
-    return samples
 
 
 def main() -> None:

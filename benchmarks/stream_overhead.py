@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import _common
+import _runs
 
 TARGET_RATIO = 0.97
 SEED = 1234
@@ -44,7 +45,7 @@ async def main_async(args: Any) -> dict[str, Any]:
     levers = Levers(
         temperature=0.7, top_p=0.95, min_p=0.05, top_k=0, seed=SEED, max_new_tokens=args.tokens
     )
-    messages = [("system", _common.SYSTEM_PROMPT), ("user", _common.LONG_ANSWER_PROMPT)]
+    messages = _runs.MESSAGES
     chat_request = _common.request(messages, levers)
     prompt_ids = encode_messages(tokenizer, chat_request.messages, "auto")
     input_ids = torch.tensor([prompt_ids], device=generator.device)
@@ -95,45 +96,24 @@ async def main_async(args: Any) -> dict[str, Any]:
     try:
         if args.no_app:
             app_note = "skipped (--no-app)"
-            samples = await alternate_async(variants, args.runs)
+            samples = await _runs.alternate_async(variants, args.runs)
         else:
-            from leverchat.ui.app import LeverChatApp
-            from leverchat.ui.screens.chat import ChatScreen
-
-            app = LeverChatApp(
-                _common.PreloadedEngine(engine, info), model_spec=ModelSpec(args.model)
-            )
-            async with app.run_test(size=(120, 40)) as pilot:
-                screen = app.screen
-                assert isinstance(screen, ChatScreen)
-                while screen.model_info is None:
-                    await pilot.pause(0.01)
-                screen.system_prompt = _common.SYSTEM_PROMPT
-                screen.live_levers.set(levers)
+            spec = ModelSpec(args.model)
+            async with _runs.headless_app(engine, info, spec, levers) as app:
 
                 async def in_app() -> float:
-                    await screen.action_new_chat()
-                    await fresh_cache()
-                    await pilot.pause()
-                    started = time.perf_counter()
-                    await screen.send(_common.LONG_ANSWER_PROMPT)
-                    # Poll every 10 ms (0.1 % of a run): polling every 2 ms woke the UI
-                    # thread 500 times a second, taking the GIL from the engine it measures.
-                    while screen.streaming:
-                        await asyncio.sleep(0.01)
-                    elapsed = time.perf_counter() - started
-                    result = screen.last_result
+                    elapsed, result = await app.reply(before=fresh_cache)
                     if result is None or result.stats.new_tokens != args.tokens:
                         raise SystemExit(f"the app's reply failed or was short: {result}")
                     decode_rates["app"].append(result.stats.tokens_per_s)
                     return float(args.tokens / elapsed)
 
                 variants["app"] = in_app
-                samples = await alternate_async(variants, args.runs)
+                samples = await _runs.alternate_async(variants, args.runs)
     finally:
         engine.close()
 
-    rates = {name: _common.median(values) for name, values in samples.items()}
+    rates, summary = _runs.rate_summary(samples)
     app_ratio = _common.ratio(rates["app"], rates["bare"]) if "app" in rates else None
     return {
         "benchmark": "stream_overhead",
@@ -142,8 +122,7 @@ async def main_async(args: Any) -> dict[str, Any]:
         "tokens": args.tokens,
         "runs": args.runs,
         "levers": levers.to_mapping(),
-        "tokens_per_s": {name: round(rate, 2) for name, rate in rates.items()},
-        "samples": {name: _common.rounded(values, 2) for name, values in samples.items()},
+        **summary,
         "engine_decode_tokens_per_s": {
             name: round(_common.median(values), 2)
             for name, values in decode_rates.items()
@@ -164,18 +143,6 @@ def generator_eos(model: Any, tokenizer: Any) -> list[int]:
     if isinstance(value, list | tuple) and value:
         return [int(v) for v in value]
     return [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else []
-
-
-async def alternate_async(variants: dict[str, Any], runs: int) -> dict[str, list[float]]:
-    """_common.alternate for coroutines: one warm-up round, then interleaved timed rounds."""
-    names = list(variants)
-    for name in names:
-        await variants[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(runs):
-        for name in names if round_index % 2 == 0 else list(reversed(names)):
-            samples[name].append(await variants[name]())
-    return samples
 
 
 def main() -> None:

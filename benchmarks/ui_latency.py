@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 import _common
+import _runs
 
 TARGET_P95_S = 0.050
 SEED = 99
@@ -109,8 +110,6 @@ async def main_async(args: Any) -> dict[str, Any]:
     from leverchat.engine.types import ModelSpec
     from leverchat.engine.worker import EngineThread
     from leverchat.levers import Levers
-    from leverchat.ui.app import LeverChatApp
-    from leverchat.ui.screens.chat import ChatScreen
 
     engine = EngineThread()
     info = engine.load(ModelSpec(source=args.model, device=args.device)).result()
@@ -119,13 +118,9 @@ async def main_async(args: Any) -> dict[str, Any]:
     hold.max_new_tokens = args.tokens
     rng = random.Random(SEED)
     try:
-        app = LeverChatApp(_common.PreloadedEngine(engine, info), model_spec=ModelSpec(args.model))
-        async with app.run_test(size=(120, 40)) as pilot:
-            screen = app.screen
-            assert isinstance(screen, ChatScreen)
-            while screen.model_info is None:
-                await pilot.pause(0.01)
-            screen.system_prompt = _common.SYSTEM_PROMPT
+        warm_up = Levers(seed=SEED, max_new_tokens=4)
+        async with _runs.headless_app(engine, info, ModelSpec(args.model), warm_up) as run:
+            app, screen = run.app, run.screen
             prompt = screen.prompt
 
             async def stream_reply() -> None:
@@ -147,7 +142,7 @@ async def main_async(args: Any) -> dict[str, Any]:
                     await asyncio.sleep(0.02)
 
             # Warm-up reply (first forward passes, first Markdown render).
-            screen.live_levers.set(Levers(seed=SEED, max_new_tokens=4))
+            screen.live_levers.set(warm_up)
             await stream_reply()
             await until_done()
             screen.live_levers.set(Levers(seed=SEED, max_new_tokens=args.tokens))
