@@ -4,8 +4,17 @@ the chat list's ends, and what messages, toasts and the help screen look like.""
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from pilot_steps import (
+    dialog_open,
+    edit_temperature,
+    notifications,
+    open_chat_list,
+    with_unsaved_edit,
+)
 from scripted_engine import ScriptedEngine
 from textual.widgets._toast import Toast
 
@@ -18,7 +27,6 @@ from leverchat.ui.config import load_config
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.key_names import key_display
 from leverchat.ui.keymap import KEYS, key_list, parse_keymap
-from leverchat.ui.screens.chat_list import ChatListScreen
 from leverchat.ui.screens.conflict import ConflictScreen
 from leverchat.ui.screens.help import HelpScreen, free_example_key
 from leverchat.ui.screens.unsaved import UnsavedEditsScreen
@@ -32,10 +40,6 @@ def write_config(text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def notifications(app) -> list[str]:
-    return [str(notification.message) for notification in app._notifications]
 
 
 # -- typing a lever value ----------------------------------------------------------------------
@@ -108,16 +112,6 @@ async def test_escape_puts_back_the_applied_value_then_returns_to_the_prompt(mak
 # -- unsaved edits -------------------------------------------------------------------------------
 
 
-async def edit_temperature(pilot, keys: str = "1") -> None:
-    await pilot.press("ctrl+l", *keys, "enter")
-    await pilot.pause()
-
-
-async def dialog_open(pilot) -> None:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, UnsavedEditsScreen), "asked")
-    await pilot.pause()
-
-
 def palette_switch(screen, name: str):
     """The palette's "Switch profile" command, as the user would pick it."""
     for command in chat_commands(screen):
@@ -128,9 +122,7 @@ def palette_switch(screen, name: str):
 
 async def test_switching_profile_with_unsaved_edits_asks_and_cancel_keeps_them(make_app):
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = chat_screen(app)
-        await edit_temperature(pilot)
+    async with with_unsaved_edit(app) as (pilot, screen):
         palette_switch(screen, "pirate")()
         await dialog_open(pilot)
         frame = frame_text(app)
@@ -157,9 +149,7 @@ async def test_switching_profile_with_unsaved_edits_asks_and_cancel_keeps_them(m
 
 async def test_discard_switches_and_says_so(make_app, profile_store):
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = chat_screen(app)
-        await edit_temperature(pilot)
+    async with with_unsaved_edit(app) as (pilot, screen):
         screen.panel.query_one("#profile-select").value = "pirate"
         await dialog_open(pilot)
         await pilot.press("d")
@@ -171,9 +161,7 @@ async def test_discard_switches_and_says_so(make_app, profile_store):
 
 async def test_save_writes_the_edits_then_switches(make_app, profile_store):
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = chat_screen(app)
-        await edit_temperature(pilot)
+    async with with_unsaved_edit(app) as (pilot, screen):
         palette_switch(screen, "pirate")()
         await dialog_open(pilot)
         await pilot.press("s")
@@ -194,8 +182,7 @@ async def test_a_switch_without_edits_does_not_ask(make_app):
 
 async def test_ctrl_q_with_unsaved_edits_asks_and_escape_keeps_the_app(make_app, profile_store):
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await edit_temperature(pilot)
+    async with with_unsaved_edit(app) as (pilot, screen):
         await pilot.press("ctrl+q")
         await dialog_open(pilot)
         assert "before you quit?" in frame_text(app)
@@ -203,7 +190,7 @@ async def test_ctrl_q_with_unsaved_edits_asks_and_escape_keeps_the_app(make_app,
         await pilot.press("escape")
         await pilot.pause()
         assert app.return_code is None  # still running
-        assert app.screen is chat_screen(app)
+        assert app.screen is screen
         await pilot.press("ctrl+q")
         await dialog_open(pilot)
         await pilot.press("s")
@@ -214,8 +201,7 @@ async def test_ctrl_q_with_unsaved_edits_asks_and_escape_keeps_the_app(make_app,
 
 async def test_ctrl_q_discard_quits_without_saving(make_app, profile_store):
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await edit_temperature(pilot)
+    async with with_unsaved_edit(app) as (pilot, _screen):
         await pilot.press("ctrl+q")
         await dialog_open(pilot)
         await pilot.press("d")
@@ -226,9 +212,7 @@ async def test_ctrl_q_discard_quits_without_saving(make_app, profile_store):
 
 async def test_a_save_refused_by_a_change_on_disk_does_not_quit(make_app, profile_store):
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = chat_screen(app)
-        await edit_temperature(pilot, "1.3")
+    async with with_unsaved_edit(app, "1.3") as (pilot, screen):
         await pilot.press("ctrl+s")  # the user's own profile file exists now
         await pilot.pause()
         path = profile_store.load("default").path
@@ -246,8 +230,7 @@ async def test_a_save_refused_by_a_change_on_disk_does_not_quit(make_app, profil
 
 async def test_a_terminate_signal_with_unsaved_edits_exits_without_asking(make_app):
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await edit_temperature(pilot)
+    async with with_unsaved_edit(app) as (pilot, _screen):
         app._on_terminate(signal.SIGTERM)  # what the SIGTERM/SIGHUP handler calls
         await pilot.pause()
         assert app.return_code == 128 + signal.SIGTERM
@@ -266,10 +249,8 @@ async def test_the_dialog_shows_a_markup_profile_name_literally(make_app, profil
     name = "[/]x[bold]y[@click=app.quit]"
     profile_store.save_as(Profile(name, system_prompt="Be brief."))
     app = make_app(profile=name)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = chat_screen(app)
+    async with with_unsaved_edit(app) as (pilot, screen):
         assert screen.profiles.profile.name == name
-        await edit_temperature(pilot)
         await pilot.press("ctrl+q")
         await dialog_open(pilot)
         frame = frame_text(app)
@@ -389,28 +370,25 @@ def test_keys_are_written_as_people_read_them():
 # -- the chat list ---------------------------------------------------------------------------------
 
 
-def three_chats(db: Path) -> list[str]:
-    ids = []
+@pytest.fixture
+def three_saved_chats(tmp_path: Path) -> Iterator[HistorySession]:
+    """A history of three chats (the cake, the fruit, the rain: oldest first)."""
+    db = tmp_path / "history.sqlite3"
     for question in ("How do I make a cake?", "Which fruit is yellow?", "Will it rain?"):
         with HistoryStore(db) as store:
             chat_id = store.create_conversation(profile="default")
             user = store.add_user_message(chat_id, question, parent_id=None)
             reply = store.start_reply(chat_id, parent_id=user.id)
             store.finish_reply(reply.id, "Yes.", status=reply.status.COMPLETE)
-        ids.append(chat_id)
-    return ids
-
-
-async def test_the_chat_list_stops_at_its_ends_instead_of_wrapping(make_app, tmp_path: Path):
-    history = HistorySession(HistoryStore(tmp_path / "history.sqlite3"))
+    history = HistorySession(HistoryStore(db))
+    yield history
     history.close()
-    three_chats(tmp_path / "history.sqlite3")
-    history = HistorySession(HistoryStore(tmp_path / "history.sqlite3"))
-    app = make_app(history=history)
+
+
+async def test_the_chat_list_stops_at_its_ends_instead_of_wrapping(make_app, three_saved_chats):
+    app = make_app(history=three_saved_chats)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f4")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChatListScreen), "the list opens")
-        chats = app.screen
+        chats = await open_chat_list(pilot)
         first = chats.chosen_id
         await pilot.press("up")
         assert chats.chosen_id == first  # not the last row
@@ -419,7 +397,6 @@ async def test_the_chat_list_stops_at_its_ends_instead_of_wrapping(make_app, tmp
         assert last != first
         await pilot.press("down")
         assert chats.chosen_id == last  # not the first row
-    history.close()
 
 
 # -- cosmetic ----------------------------------------------------------------------------------
@@ -433,20 +410,15 @@ def test_a_sentence_gets_one_full_stop():
     assert sentence("a long title…") == "a long title…"
 
 
-async def test_deleting_a_chat_titled_with_a_question_says_it_once(make_app, tmp_path: Path):
-    db = tmp_path / "history.sqlite3"
-    three_chats(db)
-    history = HistorySession(HistoryStore(db))
-    app = make_app(history=history)
+async def test_deleting_a_chat_titled_with_a_question_says_it_once(make_app, three_saved_chats):
+    app = make_app(history=three_saved_chats)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f4")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChatListScreen), "the list opens")
+        await open_chat_list(pilot)
         await pilot.press("end")  # the oldest chat: the cake
         await pilot.press("d", "shift+tab", "enter")
         await wait_for(pilot, lambda: "How do I make" not in frame_text(app), "deleted")
         deleted = [text for text in notifications(app) if text.startswith("Deleted")]
         assert deleted == ["Deleted How do I make a cake?"]
-    history.close()
 
 
 async def test_a_load_error_ending_a_sentence_is_not_followed_by_a_second_stop(make_app):

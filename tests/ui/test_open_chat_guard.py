@@ -7,12 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from unsaved_steps import dialog_open, edit_temperature, notifications
+from pilot_steps import dialog_open, notifications, open_chat_list, with_unsaved_edit
 
 from conftest import chat_screen, frame_text, wait_for
 from leverchat.history import HistoryStore
 from leverchat.ui.history_session import HistorySession
-from leverchat.ui.screens.chat_list import ChatListScreen
 from leverchat.ui.screens.unsaved import UnsavedEditsScreen
 from leverchat.ui.widgets.messages_view import UserMessage
 
@@ -34,8 +33,7 @@ def saved_chat(tmp_path: Path) -> Iterator[tuple[HistorySession, str]]:
 
 
 async def choose_the_saved_chat(pilot) -> None:
-    await pilot.press("f4")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChatListScreen), "list opens")
+    await open_chat_list(pilot)
     await pilot.press("enter")
     await pilot.pause()
 
@@ -43,10 +41,8 @@ async def choose_the_saved_chat(pilot) -> None:
 async def test_f4_with_unsaved_edits_asks_and_cancel_keeps_them(make_app, saved_chat):
     history, chat_id = saved_chat
     app = make_app(history=history)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = chat_screen(app)
+    async with with_unsaved_edit(app) as (pilot, screen):
         before = screen.conversation.id
-        await edit_temperature(pilot)
         await choose_the_saved_chat(pilot)
         await dialog_open(pilot)
         frame = frame_text(app)
@@ -65,9 +61,7 @@ async def test_f4_with_unsaved_edits_asks_and_cancel_keeps_them(make_app, saved_
 async def test_f4_discard_opens_the_chat_with_its_own_levers(make_app, saved_chat, profile_store):
     history, chat_id = saved_chat
     app = make_app(history=history)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = chat_screen(app)
-        await edit_temperature(pilot)
+    async with with_unsaved_edit(app) as (pilot, screen):
         await choose_the_saved_chat(pilot)
         await dialog_open(pilot)
         await pilot.press("d")
@@ -82,9 +76,7 @@ async def test_f4_discard_opens_the_chat_with_its_own_levers(make_app, saved_cha
 async def test_f4_save_writes_the_edits_then_opens(make_app, saved_chat, profile_store):
     history, chat_id = saved_chat
     app = make_app(history=history)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = chat_screen(app)
-        await edit_temperature(pilot)
+    async with with_unsaved_edit(app) as (pilot, screen):
         await choose_the_saved_chat(pilot)
         await dialog_open(pilot)
         await pilot.press("s")
