@@ -22,6 +22,7 @@ import asyncio
 import os
 import sys
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,47 @@ async def settle(pilot: Any, predicate: Any, what: str) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
+@dataclass(frozen=True)
+class Hostile:
+    """One example: the hostile text each displayed field gets."""
+
+    system_prompt: str
+    name: str  # a profile's name (cut down to what a name may hold: profile_name)
+    stored_title: str  # a saved chat's title and first message
+    message: str
+    reply: list[str]  # the streamed chunks
+    error: str  # a failed reply's error
+    notice: str
+
+
+@dataclass(frozen=True)
+class Home:
+    """The profile folder and saved chat one example's app starts on."""
+
+    store: ProfileStore
+    name: str
+    db: Path
+    stored: str  # the saved chat's id
+    kept_title: str | None  # its title as stored (stripped of surrounding spaces)
+
+
+def make_home(folder: Path, text: Hostile) -> Home:
+    store = ProfileStore(
+        folder / "profiles", builtin_dir=REPO / "src" / "leverchat" / "builtin_profiles"
+    )
+    store.directory.mkdir(parents=True)
+    name = profile_name(text.name)
+    (store.directory / "fuzz.toml").write_text(
+        tomli_w.dumps({"name": name, "system_prompt": text.system_prompt}), encoding="utf-8"
+    )
+    db = folder / "history.sqlite3"
+    with HistoryStore(db) as history_store:
+        stored = history_store.create_conversation(title=text.stored_title, profile=name)
+        history_store.add_user_message(stored, text.stored_title, parent_id=None)
+        kept_title = history_store.get_info(stored).title
+    return Home(store, name, db, stored, kept_title)
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -130,66 +172,35 @@ async def settle(pilot: Any, predicate: Any, what: str) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    system_prompt=HOSTILE,
-    name=HOSTILE,
-    stored_title=HOSTILE,
-    message=HOSTILE,
-    reply=st.lists(HOSTILE, min_size=1, max_size=3),
-    error=HOSTILE,
-    notice=HOSTILE,
+    text=st.builds(
+        Hostile,
+        system_prompt=HOSTILE,
+        name=HOSTILE,
+        stored_title=HOSTILE,
+        message=HOSTILE,
+        reply=st.lists(HOSTILE, min_size=1, max_size=3),
+        error=HOSTILE,
+        notice=HOSTILE,
+    )
 )
 def test_hostile_text_in_every_field_never_reaches_the_terminal(
-    tmp_path_factory: Any,
-    system_prompt: str,
-    name: str,
-    stored_title: str,
-    message: str,
-    reply: list[str],
-    error: str,
-    notice: str,
+    tmp_path_factory: Any, text: Hostile
 ) -> None:
     # A plain function that runs its own event loop: pytest-asyncio hands hypothesis an async
     # test only when this file is collected alone, so with the rest of the suite it refused it.
-    asyncio.run(
-        hostile_text_everywhere(
-            tmp_path_factory, system_prompt, name, stored_title, message, reply, error, notice
-        )
-    )
+    asyncio.run(hostile_text_everywhere(make_home(tmp_path_factory.mktemp("fuzz"), text), text))
 
 
-async def hostile_text_everywhere(
-    tmp_path_factory: Any,
-    system_prompt: str,
-    name: str,
-    stored_title: str,
-    message: str,
-    reply: list[str],
-    error: str,
-    notice: str,
-) -> None:
-    home = tmp_path_factory.mktemp("fuzz")
-    store = ProfileStore(
-        home / "profiles", builtin_dir=REPO / "src" / "leverchat" / "builtin_profiles"
-    )
-    store.directory.mkdir(parents=True)
-    name = profile_name(name)
-    (store.directory / "fuzz.toml").write_text(
-        tomli_w.dumps({"name": name, "system_prompt": system_prompt}), encoding="utf-8"
-    )
-    db = home / "history.sqlite3"
-    with HistoryStore(db) as history_store:
-        stored = history_store.create_conversation(title=stored_title, profile=name)
-        history_store.add_user_message(stored, stored_title, parent_id=None)
-        kept_title = history_store.get_info(stored).title  # stripped of surrounding spaces
+async def hostile_text_everywhere(home: Home, text: Hostile) -> None:
     engine = ScriptedEngine()
     engine.scripts.extend(
-        [Script(["partial ", "never shown"], fail_after=1, error=error), Script(reply)]
+        [Script(["partial ", "never shown"], fail_after=1, error=text.error), Script(text.reply)]
     )
-    history = HistorySession(HistoryStore(db))
+    history = HistorySession(HistoryStore(home.db))
     app = LeverChatApp(
         engine,
-        profile_store=store,
-        profile=name,
+        profile_store=home.store,
+        profile=home.name,
         themes=load_themes([REPO / "themes"]),
         config=load_config(),
         history=history,
@@ -203,32 +214,32 @@ async def hostile_text_everywhere(
                 await settle(pilot, lambda: screen.model_info is not None, "model loaded")
                 editor = screen.query_one("#system-prompt", TextArea)
                 # the profile's text exactly (profiles normalise line endings to \n)
-                assert editor.text == store.load(name).profile.system_prompt
+                assert editor.text == home.store.load(home.name).profile.system_prompt
                 assert_frame_clean(app, "start")
 
                 # A reply that fails with a hostile error, then a hostile message and reply.
-                for text in ("hello", message):
+                for sent in ("hello", text.message):
                     screen.prompt.focus()
                     await pilot.pause()
-                    screen.prompt.insert(text)
+                    screen.prompt.insert(sent)
                     await pilot.press("enter")
                     await settle(pilot, lambda: not screen.streaming, "reply finished")
-                    assert_frame_clean(app, f"after sending {text!r}")
+                    assert_frame_clean(app, f"after sending {sent!r}")
                 failed, answered = list(screen.query(ReplyView))
-                assert visible(error) in rendered(failed.query_one(".reply-status"))
-                assert answered.text == "".join(reply)
-                assert visible(message) in rendered(list(screen.query(UserMessage))[-1])
+                assert visible(text.error) in rendered(failed.query_one(".reply-status"))
+                assert answered.text == "".join(text.reply)
+                assert visible(text.message) in rendered(list(screen.query(UserMessage))[-1])
 
-                app.notify(f"Could not do it: {notice}", severity="error", markup=False)
+                app.notify(f"Could not do it: {text.notice}", severity="error", markup=False)
                 await pilot.pause()
                 assert_frame_clean(app, "notification")
                 toasts = [rendered(toast) for toast in app.screen.query(Toast)]
-                assert any(visible(f"Could not do it: {notice}") in t for t in toasts), toasts
+                assert any(visible(f"Could not do it: {text.notice}") in t for t in toasts), toasts
                 status = rendered(screen.query_one(StatusLine))
-                assert any(single_line(name, n) in status for n in (16, 24)), status
+                assert any(single_line(home.name, n) in status for n in (16, 24)), status
 
                 await pilot.press("ctrl+o")
-                await settle(pilot, lambda: screen.prompt.text == message, "message back")
+                await settle(pilot, lambda: screen.prompt.text == text.message, "message back")
                 assert_frame_clean(app, "ctrl+o")
 
                 await pilot.press("f4")
@@ -237,7 +248,7 @@ async def hostile_text_everywhere(
                 prompts = [
                     str(options.get_option_at_index(i).prompt) for i in range(options.option_count)
                 ]
-                assert any(single_line(kept_title, 44)[:20] in p for p in prompts), prompts
+                assert any(single_line(home.kept_title, 44)[:20] in p for p in prompts), prompts
                 assert_frame_clean(app, "chat list")
                 await pilot.press("escape")
                 await pilot.pause()
@@ -247,7 +258,7 @@ async def hostile_text_everywhere(
         engine.close()
         history.close()
     assert foreign_sequences("".join(written)) == []
-    with HistoryStore(db) as history_store:  # stored exactly as written, nothing cleaned
-        assert history_store.get_info(stored).title == kept_title
+    with HistoryStore(home.db) as history_store:  # stored exactly as written, nothing cleaned
+        assert history_store.get_info(home.stored).title == home.kept_title
         current = history_store.load_conversation(history_store.most_recent_id() or "")
-        assert message in [m.content for m in current.messages]
+        assert text.message in [m.content for m in current.messages]
