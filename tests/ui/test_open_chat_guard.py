@@ -3,8 +3,10 @@ edits are asked about first, with the same dialog as a profile switch or quit.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pilot_steps import dialog_open, notifications, open_chat_list, with_unsaved_edit
@@ -32,19 +34,32 @@ def saved_chat(tmp_path: Path) -> Iterator[tuple[HistorySession, str]]:
     history.close()
 
 
+@pytest.fixture
+def app_and_chat(make_app, saved_chat):
+    """The app on that history, and the saved chat's id."""
+    history, chat_id = saved_chat
+    return make_app(history=history), chat_id
+
+
 async def choose_the_saved_chat(pilot) -> None:
     await open_chat_list(pilot)
     await pilot.press("enter")
     await pilot.pause()
 
 
-async def test_f4_with_unsaved_edits_asks_and_cancel_keeps_them(make_app, saved_chat):
-    history, chat_id = saved_chat
-    app = make_app(history=history)
+@asynccontextmanager
+async def asked_on_f4(app) -> AsyncIterator[tuple[Any, Any]]:
+    """Edit a lever, choose the saved chat with F4: the unsaved-edits dialog is open."""
     async with with_unsaved_edit(app) as (pilot, screen):
-        before = screen.conversation.id
         await choose_the_saved_chat(pilot)
         await dialog_open(pilot)
+        yield pilot, screen
+
+
+async def test_f4_with_unsaved_edits_asks_and_cancel_keeps_them(app_and_chat):
+    app, chat_id = app_and_chat
+    async with asked_on_f4(app) as (pilot, screen):
+        before = screen.conversation.id
         frame = frame_text(app)
         assert "Unsaved edits to profile default" in frame
         assert "the temperature lever" in frame
@@ -58,12 +73,9 @@ async def test_f4_with_unsaved_edits_asks_and_cancel_keeps_them(make_app, saved_
         assert not screen.query(UserMessage)
 
 
-async def test_f4_discard_opens_the_chat_with_its_own_levers(make_app, saved_chat, profile_store):
-    history, chat_id = saved_chat
-    app = make_app(history=history)
-    async with with_unsaved_edit(app) as (pilot, screen):
-        await choose_the_saved_chat(pilot)
-        await dialog_open(pilot)
+async def test_f4_discard_opens_the_chat_with_its_own_levers(app_and_chat, profile_store):
+    app, chat_id = app_and_chat
+    async with asked_on_f4(app) as (pilot, screen):
         await pilot.press("d")
         await wait_for(pilot, lambda: screen.conversation.id == chat_id, "the chat opened")
         await pilot.pause()
@@ -73,20 +85,16 @@ async def test_f4_discard_opens_the_chat_with_its_own_levers(make_app, saved_cha
         assert profile_store.load("default").profile.levers.temperature == 0.7
 
 
-async def test_f4_save_writes_the_edits_then_opens(make_app, saved_chat, profile_store):
-    history, chat_id = saved_chat
-    app = make_app(history=history)
-    async with with_unsaved_edit(app) as (pilot, screen):
-        await choose_the_saved_chat(pilot)
-        await dialog_open(pilot)
+async def test_f4_save_writes_the_edits_then_opens(app_and_chat, profile_store):
+    app, chat_id = app_and_chat
+    async with asked_on_f4(app) as (pilot, screen):
         await pilot.press("s")
         await wait_for(pilot, lambda: screen.conversation.id == chat_id, "the chat opened")
         assert profile_store.load("default").profile.levers.temperature == 1.0
 
 
-async def test_f4_without_edits_opens_at_once(make_app, saved_chat):
-    history, chat_id = saved_chat
-    app = make_app(history=history)
+async def test_f4_without_edits_opens_at_once(app_and_chat):
+    app, chat_id = app_and_chat
     async with app.run_test(size=(80, 24)) as pilot:
         screen = chat_screen(app)
         await choose_the_saved_chat(pilot)
