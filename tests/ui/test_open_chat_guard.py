@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from pilot_steps import dialog_open, notifications, open_chat_list, with_unsaved_edit
+from scripted_engine import Script
 
-from conftest import chat_screen, frame_text, wait_for
+from conftest import chat_screen, frame_text, reply_done, send, wait_for
 from leverchat.history import HistoryStore
+from leverchat.ui import hints
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.screens.unsaved import UnsavedEditsScreen
 from leverchat.ui.widgets.messages_view import UserMessage
@@ -100,3 +102,23 @@ async def test_f4_without_edits_opens_at_once(app_and_chat):
         await choose_the_saved_chat(pilot)
         await wait_for(pilot, lambda: screen.conversation.id == chat_id, "the chat opened")
         assert not any(isinstance(s, UnsavedEditsScreen) for s in app.screen_stack)
+
+
+async def test_f4_while_a_reply_streams_says_so_and_asks_nothing(app_and_chat, engine):
+    # Opening is refused while a reply is written: asking first would make the user decide
+    # about edits for nothing (and "discard" would not even discard them).
+    app, chat_id = app_and_chat
+    script = Script(["one ", "two ", "three"], hold_after=1)
+    engine.scripts.append(script)
+    async with with_unsaved_edit(app) as (pilot, screen):
+        await send(pilot, "count")
+        await wait_for(pilot, script.reached_hold.is_set, "the reply is streaming")
+        await open_chat_list(pilot)
+        await pilot.press("end", "enter")  # the saved chat: this one is listed first now
+        await pilot.pause()
+        assert hints.busy(app) in notifications(app)
+        assert not any(isinstance(s, UnsavedEditsScreen) for s in app.screen_stack)
+        assert screen.conversation.id != chat_id
+        assert screen.live_levers.get().temperature == 1.0
+        script.release.set()
+        await reply_done(pilot)
