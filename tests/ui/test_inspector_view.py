@@ -1,7 +1,7 @@
 """The token inspector in the TUI, on a scripted engine that returns inspection records.
 
 F6 turns it on: the next reply is asked for its top 10 alternatives per token and its records
-are saved with it; Ctrl+G walks the focused (or last) reply token by token with a table of
+are saved with it; Alt+T walks the focused (or last) reply token by token with a table of
 alternatives; Enter or ``e`` there posts BranchRequested. Off, requests ask for nothing.
 """
 
@@ -173,7 +173,7 @@ async def test_a_reply_without_records_says_so_plainly(make_app):
             screen = await ready(pilot)
             await send(pilot, "hello")  # the inspector is off
             await reply_done(pilot)
-            await pilot.press("ctrl+g")
+            await pilot.press("alt+t")
             await pilot.pause()
             said = " ".join(notifications(app))
             assert "generated with the token inspector off" in said
@@ -191,7 +191,7 @@ async def test_the_cursor_walks_the_tokens_and_the_table_shows_their_records(mak
             screen = await inspected_reply(pilot)
             reply_id = screen.conversation.messages[-1].id
             expected = records_for(CHUNKS)
-            await pilot.press("ctrl+g")
+            await pilot.press("alt+t")
             await pilot.pause()
             panel = screen.query_one(InspectorPanel)
             assert panel.in_cursor_mode and panel.reply_id == reply_id
@@ -269,7 +269,7 @@ async def test_enter_branches_with_the_chosen_alternative(make_app, monkeypatch)
             screen = await inspected_reply(pilot)
             reply_id = screen.conversation.messages[-1].id
             captured = capture_branches(screen, monkeypatch)
-            await pilot.press("ctrl+g", "right", "right")
+            await pilot.press("alt+t", "right", "right")
             await pilot.pause()
             # Enter on the token the reply has: nothing to branch to, and it says so.
             await pilot.press("enter")
@@ -294,7 +294,7 @@ async def test_e_branches_with_your_own_text(make_app, monkeypatch):
             screen = await inspected_reply(pilot)
             reply_id = screen.conversation.messages[-1].id
             captured = capture_branches(screen, monkeypatch)
-            await pilot.press("ctrl+g", "right", "e")
+            await pilot.press("alt+t", "right", "e")
             await pilot.pause()
             # Escape in the box goes back to the table, nothing posted.
             await pilot.press("escape")
@@ -318,7 +318,7 @@ async def test_at_80x24_the_table_shows_and_the_prompt_stays_reachable(make_app)
         app = make_app(engine=engine)
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await inspected_reply(pilot)
-            await pilot.press("ctrl+g")
+            await pilot.press("alt+t")
             await pilot.pause()
             table = screen.query_one(TokenTable)
             screen_region = app.screen.region
@@ -348,7 +348,7 @@ async def test_hostile_token_text_is_shown_visibly_never_raw(make_app, monkeypat
             app = make_app(engine=engine)
             async with app.run_test(size=(100, 30)) as pilot:
                 screen = await inspected_reply(pilot, HOSTILE)
-                await pilot.press("ctrl+g", "right")
+                await pilot.press("alt+t", "right")
                 await pilot.pause()
                 frame = frame_text(app)
                 assert "\\x1b]0;pwned\\x07" in frame  # in the table and the tinted reply
@@ -389,7 +389,7 @@ async def test_a_remote_reply_shows_what_the_server_reported_and_what_is_missing
         app = make_app(engine=engine)
         async with app.run_test(size=(100, 30)) as pilot:
             screen = await inspected_reply(pilot)
-            await pilot.press("ctrl+g")
+            await pilot.press("alt+t")
             await pilot.pause()
             panel = screen.query_one(InspectorPanel)
             cells = table_cells(panel.table)
@@ -417,7 +417,7 @@ async def test_the_palette_and_help_list_the_inspector(make_app):
 
             labels = {command.label: command for command in chat_commands(screen)}
             assert "(F6)" in labels["Token inspector"].help
-            assert "(Ctrl+G)" in labels["Inspect tokens of the reply"].help
+            assert "(Alt+T)" in labels["Inspect tokens of the reply"].help
             labels["Token inspector"].callback()
             await pilot.pause()
             assert screen.inspector.on
@@ -426,7 +426,7 @@ async def test_the_palette_and_help_list_the_inspector(make_app):
             rows = {binding_id: (keys, text) for keys, binding_id, text in help_rows({})}
             assert rows["inspect"][0] == "f6"
             assert rows["inspect"][1].startswith("Token inspector: tint replies by probability")
-            assert rows["inspect_tokens"][0] == "ctrl+g"
+            assert rows["inspect_tokens"][0] == "alt+t"
             assert rows["tokens.branch"] == (
                 "enter",
                 "Branch: continue the reply with the chosen alternative (token table)",

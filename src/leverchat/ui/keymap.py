@@ -98,7 +98,7 @@ KEYS: tuple[KeySpec, ...] = (
     ),
     KeySpec(
         "inspect_tokens",
-        "ctrl+g",
+        "alt+t",
         "Go token by token through the focused (or last) reply: its alternatives",
         "chat",
         "Tokens",
@@ -295,7 +295,7 @@ def _typing_key_problem(binding_id: str, keys: str) -> str | None:
         if name in _EDITING_KEYS or name == "space" or len(key_display(name)) == 1:
             return (
                 f"'{key.strip()}' is needed to type and edit text; give {binding_id} a key that "
-                "works while you type, like f6, ctrl+g or alt+n"
+                "works while you type, like f10, ctrl+g or alt+n"
             )
     return None
 
