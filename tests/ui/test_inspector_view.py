@@ -433,3 +433,39 @@ async def test_the_palette_and_help_list_the_inspector(make_app):
             )
     finally:
         engine.close()
+
+
+async def test_a_new_theme_retints_the_replies(make_app):
+    engine = InspectingEngine([Script(CHUNKS)])
+    try:
+        app = make_app(engine=engine)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await inspected_reply(pilot)
+            reply_id = screen.conversation.messages[-1].id
+            app.theme = "leverchat-high-contrast"
+            await pilot.pause()
+            await pilot.pause()
+            body = tinted_body(screen.chat.reply(reply_id))
+            first = body.visual.spans[0].style.background
+            assert first.hex.lower() == "#005f00"  # the high-contrast theme's inspector-sure
+    finally:
+        engine.close()
+
+
+async def test_regenerating_the_reply_under_the_cursor_closes_the_table(make_app):
+    engine = InspectingEngine([Script(CHUNKS), Script(["Rome", "."])])
+    try:
+        async with make_app(engine=engine).run_test(size=(100, 30)) as pilot:
+            screen = await inspected_reply(pilot)
+            await pilot.press("alt+t", "right")
+            await pilot.pause()
+            panel = screen.query_one(InspectorPanel)
+            assert panel.in_cursor_mode
+            await pilot.press("ctrl+r")
+            await reply_done(pilot)
+            assert not panel.in_cursor_mode
+            # The new reply was inspected too (the inspector is still on) and is tinted.
+            new_id = screen.conversation.messages[-1].id
+            assert tinted_body(screen.chat.reply(new_id)).visual.plain == "Rome."
+    finally:
+        engine.close()

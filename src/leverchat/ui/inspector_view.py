@@ -92,6 +92,9 @@ class Inspector:
 
     def reply_ended(self, reply_id: str, result: GenerationResult | None, saved: bool) -> None:
         """A reply finished: keep its records, save them with it, and tint it."""
+        panel = self.panel
+        if panel.reply_id is not None and self._screen.chat.reply(panel.reply_id) is None:
+            panel.close()  # the reply under the cursor was regenerated away
         if result is None or not result.inspection:
             return
         self._records[reply_id] = result.inspection

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
+from rich.console import JustifyMethod
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -135,6 +136,7 @@ class InspectorPanel(Vertical):
         self.records: tuple[TokenInspection, ...] = ()
         self.index = 0
         self._rows: list[token_rows.TokenRow] = []
+        self._remote_columns: bool | None = None  # the table's columns: a server's or ours
 
     def compose(self) -> ComposeResult:
         yield Static(id="inspector-legend")
@@ -145,9 +147,11 @@ class InspectorPanel(Vertical):
         )
 
     def on_mount(self) -> None:
-        self.watch(self.app, "theme", self._theme_changed, init=False)
+        # The signal, not a watch of App.theme: it comes after the new theme's variables
+        # are in place (a watch ran before them and tinted with the old theme's colours).
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
 
-    def _theme_changed(self) -> None:
+    def _theme_changed(self, _theme: object) -> None:
         self._owner.theme_changed()
 
     @property
@@ -210,16 +214,24 @@ class InspectorPanel(Vertical):
 
     def _fill_table(self, record: TokenInspection) -> None:
         table = self.table
-        table.clear(columns=True)
         remote = token_rows.is_remote(record)
-        table.add_columns(
-            Text(""),
-            Text("#", justify="right"),
-            Text("token"),
-            Text("server" if remote else "raw", justify="right"),
-            Text("after", justify="right"),
-            Text("removed by"),
-        )
+        if remote is self._remote_columns:
+            table.clear()
+        else:
+            # Fixed widths: auto-sized columns re-measured on every move left rows drawn at
+            # the previous token's widths.
+            table.clear(columns=True)
+            self._remote_columns = remote
+            columns: tuple[tuple[str, int, JustifyMethod], ...] = (
+                ("", 1, "left"),
+                ("#", 3, "right"),
+                ("token", token_rows.TOKEN_WIDTH, "left"),
+                ("server" if remote else "raw", 6, "right"),
+                ("after", 6, "right"),
+                ("removed by", 18, "left"),
+            )
+            for label, width, justify in columns:
+                table.add_column(Text(label, justify=justify), width=width)
         self._rows = token_rows.rows(record)
         chosen_row = 0
         for number, row in enumerate(self._rows):
