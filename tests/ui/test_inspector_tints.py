@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from textual.color import Color
 from textual.theme import BUILTIN_THEMES
 
 from leverchat.engine.inspection import Alternative, TokenInspection
+from leverchat.safetext import UNSAFE
 from leverchat.ui import inspector_tints
 from leverchat.ui.themes import load_themes
 
@@ -96,3 +100,43 @@ def test_a_token_that_completed_a_stop_string_is_struck_through() -> None:
     styles = inspector_tints.tint_styles(variables_of(BUILTIN_THEMES["textual-dark"]))
     spans = inspector_tints.tinted_content(records, styles).spans
     assert [bool(span.style.strike) for span in spans] == [False, True]
+
+
+FUZZ_EXAMPLES = int(os.environ.get("LEVERCHAT_FUZZ_EXAMPLES", "60"))
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    # Fixed examples in CI; a LEVERCHAT_FUZZ_EXAMPLES run explores new ones.
+    derandomize=os.environ.get("LEVERCHAT_FUZZ_EXAMPLES") is None,
+)
+@given(
+    texts=st.lists(st.text(max_size=6), min_size=1, max_size=12),
+    probabilities=st.lists(st.floats(0.0, 1.0), min_size=12, max_size=12),
+    cursor=st.integers(0, 11),
+)
+def test_any_tokens_tint_one_span_each_and_show_nothing_raw(
+    texts: list[str], probabilities: list[float], cursor: int
+) -> None:
+    """Whatever the token texts: the drawn text is the tokens made visible (plus a mark on an
+    invisible token under the cursor), each non-empty token has exactly its bucket's span, and
+    no unsafe character is left."""
+    records = [_token(text, p) for text, p in zip(texts, probabilities, strict=False)]
+    cursor = cursor % len(records)
+    styles = inspector_tints.tint_styles(variables_of(BUILTIN_THEMES["textual-dark"]))
+    content = inspector_tints.tinted_content(records, styles, cursor)
+    assert UNSAFE.search(content.plain) is None
+    shown = inspector_tints.token_spans(records, cursor)
+    assert content.plain == "".join(shown)
+    spans = iter(content.spans)
+    offset = 0
+    for index, (record, text) in enumerate(zip(records, shown, strict=True)):
+        if text:
+            span = next(spans)
+            assert (span.start, span.end) == (offset, offset + len(text))
+            bucket = inspector_tints.bucket(record.after)
+            expected = styles.cursor if index == cursor else styles.buckets[bucket]
+            assert span.style == expected
+        offset += len(text)
+    assert inspector_tints.cursor_offset(records, cursor) == sum(map(len, shown[:cursor]))
