@@ -469,3 +469,40 @@ async def test_regenerating_the_reply_under_the_cursor_closes_the_table(make_app
             assert tinted_body(screen.chat.reply(new_id)).visual.plain == "Rome."
     finally:
         engine.close()
+
+
+async def test_unreadable_saved_records_leave_the_chat_readable(make_app, tmp_path):
+    """A damaged inspector row is extra data lost, never the chat: it opens, as Markdown."""
+    import sqlite3
+
+    path = tmp_path / "history.sqlite3"
+    engine = InspectingEngine([Script(CHUNKS)])
+    first = HistorySession(HistoryStore(path))
+    try:
+        async with make_app(engine=engine, history=first).run_test(size=(100, 30)) as pilot:
+            screen = await inspected_reply(pilot)
+            reply_id = screen.conversation.messages[-1].id
+            chat_id = screen.conversation.id
+    finally:
+        first.close()
+    conn = sqlite3.connect(path)
+    with conn:
+        assert conn.execute("UPDATE token_inspections SET data = '[{\"raw\": 7}'").rowcount == 1
+    conn.close()
+    second = HistorySession(HistoryStore(path))
+    try:
+        app = make_app(engine=engine, history=second)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await pilot.press("f6")
+            assert await screen.open_chat(chat_id)
+            await pilot.pause()
+            view = screen.chat.reply(reply_id)
+            assert tinted_body(view) is None and view.query_one(".reply-body").display
+            assert "Paris is the capital." in frame_text(app)
+            await pilot.press("alt+t")
+            await pilot.pause()
+            assert any("no token data" in text for text in notifications(app))
+    finally:
+        second.close()
+        engine.close()
