@@ -506,3 +506,30 @@ async def test_unreadable_saved_records_leave_the_chat_readable(make_app, tmp_pa
     finally:
         second.close()
         engine.close()
+
+
+async def test_the_chat_scrolls_to_keep_the_cursors_token_in_view(make_app):
+    long_reply = ["START", *[f" word{i}" for i in range(400)], " END"]
+    engine = InspectingEngine([Script(long_reply)])
+    engine.chunk_delay = 0
+    try:
+        app = make_app(engine=engine)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await inspected_reply(pilot, long_reply)
+            await pilot.press("alt+t")
+            await pilot.pause()
+            await pilot.pause()
+            frame = frame_text(app)
+            assert "START" in frame.split("≥90%")[0]  # the first token, in the chat above
+            await pilot.press("end")
+            await pilot.pause()
+            await pilot.pause()
+            chat_part = frame_text(app).split("≥90%")[0]
+            assert "END" in chat_part and "START" not in chat_part
+            await pilot.press("home")
+            await pilot.pause()
+            await pilot.pause()
+            chat_part = frame_text(app).split("≥90%")[0]
+            assert "START" in chat_part and " END" not in chat_part
+    finally:
+        engine.close()
