@@ -291,7 +291,7 @@ async def test_the_send_key_can_be_rebound_and_enter_then_inserts_a_newline(make
     from leverchat.ui.config import load_config
 
     paths.config_file().parent.mkdir(parents=True, exist_ok=True)
-    paths.config_file().write_text('[keymap]\nsend = "ctrl+s"\nsave_profile = "f6"\n')
+    paths.config_file().write_text('[keymap]\nsend = "ctrl+s"\nsave_profile = "f12"\n')
     app = make_app(config=load_config())
     async with app.run_test(size=(100, 30)) as pilot:
         screen = chat_screen(app)

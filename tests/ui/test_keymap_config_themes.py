@@ -45,9 +45,9 @@ def test_key_names_are_checked():
 
 def test_bad_keymap_entries_are_reported_and_ignored():
     keymap, problems = parse_keymap(
-        {"toggle_panel": "f6", "togle_panel": "f4", "help": 5, "quit": "crtl+x"}, "cfg.toml"
+        {"toggle_panel": "f12", "togle_panel": "f4", "help": 5, "quit": "crtl+x"}, "cfg.toml"
     )
-    assert keymap == {"toggle_panel": "f6"}
+    assert keymap == {"toggle_panel": "f12"}
     assert len(problems) == 3
     assert "did you mean 'toggle_panel'?" in problems[0]
     assert "help must be a string" in problems[1]
@@ -55,14 +55,14 @@ def test_bad_keymap_entries_are_reported_and_ignored():
 
 
 async def test_the_keymap_in_the_config_file_rebinds_a_key(make_app):
-    write_config('[keymap]\ntoggle_panel = "f6"\nnot_a_binding = "f5"\n')
+    write_config('[keymap]\ntoggle_panel = "f12"\nnot_a_binding = "f5"\n')
     app = make_app(config=load_config())
     async with app.run_test(size=(120, 30)) as pilot:
         panel = app.screen.query_one(LeverPanel)
         assert panel.display
         await pilot.press("f2")
         assert panel.display  # f2 no longer toggles
-        await pilot.press("f6")
+        await pilot.press("f12")
         assert not panel.display
         assert any("not_a_binding" in str(n.message) for n in app._notifications)
 

@@ -101,6 +101,18 @@ def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
             f"Show a newer version of the focused or last reply ({key('version_next')})",
             partial(screen.action_step_version, 1),
         ),
+        PaletteCommand(
+            "Token inspector",
+            "Tint replies by the chosen tokens' probability; record new replies' alternatives "
+            f"({key('inspect')})",
+            screen.action_inspect,
+        ),
+        PaletteCommand(
+            "Inspect tokens of the reply",
+            "Go token by token through the focused or last reply: alternatives, levers, branch "
+            f"({key('inspect_tokens')})",
+            screen.action_inspect_tokens,
+        ),
         PaletteCommand("Load model…", "Load another model", screen.ask_model_path),
         PaletteCommand(
             "Help",

@@ -7,11 +7,12 @@ and the file is never touched again by this process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from leverchat.chat import Conversation, Message, MessageStatus, ReplyProvenance
+from leverchat.engine.inspection import TokenInspection
 from leverchat.history import ConversationInfo, HistoryError, HistoryStore, SearchHit
 from leverchat.history_rows import SkippedRecord
 from leverchat.levers import Levers
@@ -169,6 +170,10 @@ class HistorySession:
         self._call(
             lambda store: store.finish_reply(reply_id, text, status=status, provenance=provenance)
         )
+
+    def save_inspection(self, reply_id: str, items: Sequence[TokenInspection]) -> None:
+        """Store the token inspector's records of a finished reply."""
+        self._call(lambda store: store.save_inspection(reply_id, items))
 
     def set_settings(self, chat_id: str, profile: str, system_prompt: str, levers: Levers) -> None:
         self._call(

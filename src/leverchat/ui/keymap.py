@@ -89,6 +89,39 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("lever.step_up", "up,plus", "Lever one step up", "lever", "Step up"),
     KeySpec("lever.step_down", "down", "Lever one step down", "lever", "Step down"),
     KeySpec("lever.minus", "minus", "Lever one step down (or a minus sign)", "lever", "Step down"),
+    KeySpec(
+        "inspect",
+        "f6",
+        "Token inspector: tint replies by probability, move token by token",
+        "chat",
+        "Inspector",
+    ),
+    KeySpec(
+        "inspect_tokens",
+        "alt+t",
+        "Go token by token through the focused (or last) reply: its alternatives",
+        "chat",
+        "Tokens",
+    ),
+    KeySpec("tokens.previous", "left", "Previous token", "token table", "Prev token"),
+    KeySpec("tokens.next", "right", "Next token", "token table", "Next token"),
+    KeySpec("tokens.first", "home", "First token of the reply", "token table", "First"),
+    KeySpec("tokens.last", "end", "Last token of the reply", "token table", "Last"),
+    KeySpec(
+        "tokens.branch",
+        "enter",
+        "Branch: continue the reply with the chosen alternative",
+        "token table",
+        "Branch",
+    ),
+    KeySpec(
+        "tokens.own_text",
+        "e",
+        "Branch with your own text in place of the token",
+        "token table",
+        "Own text",
+    ),
+    KeySpec("tokens.leave", "escape", "Leave the token cursor", "token table", "Leave"),
 )
 
 KEYS_BY_ID: dict[str, KeySpec] = {spec.id: spec for spec in KEYS}
@@ -98,6 +131,7 @@ FIXED_KEYS: tuple[tuple[str, str], ...] = (
     ("up", "In an empty prompt: recall the previous message"),
     ("tab / shift+tab", "Move the focus"),
     ("home / end", "Top / bottom of the chat (when the chat has the focus)"),
+    ("up / down", "In the token table: pick an alternative (Enter branches with it)"),
 )
 
 
@@ -261,7 +295,7 @@ def _typing_key_problem(binding_id: str, keys: str) -> str | None:
         if name in _EDITING_KEYS or name == "space" or len(key_display(name)) == 1:
             return (
                 f"'{key.strip()}' is needed to type and edit text; give {binding_id} a key that "
-                "works while you type, like f6, ctrl+g or alt+n"
+                "works while you type, like f10, ctrl+g or alt+n"
             )
     return None
 

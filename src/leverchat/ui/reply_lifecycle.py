@@ -194,6 +194,7 @@ def launch(screen: ChatScreen, reply: Reply) -> None:
         levers=source,
         cancel=cancel,
         prompt_format=screen.profiles.profile.prompt_format,
+        inspect=screen.inspector.top_n(),  # 0 while the token inspector is off: no cost
     )
     reply.request = request
     reply_id = reply.reply_id
@@ -302,6 +303,7 @@ async def end_reply(
         # regenerate with a fresh seed) ran with a seed the user did not choose.
         screen._saved_settings = None
         save_settings(screen, current_settings(screen))
+    screen.inspector.reply_ended(reply.reply_id, result, reply.saved)
     if result is not None:
         screen.last_result = result
     await reply.view.finish(status, detail)
@@ -378,4 +380,6 @@ def save_and_stop(screen: ChatScreen, status: MessageStatus) -> None:
             detail = "" if result is None else (result.error or "")
             recorded = provenance(screen, reply, result, detail, final=True)
             screen.history.finish_reply(reply.reply_id, text, status, recorded)
+            if result is not None and result.inspection:
+                screen.history.save_inspection(reply.reply_id, result.inspection)
     save_settings(screen, current_settings(screen))

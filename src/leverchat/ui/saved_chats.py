@@ -32,6 +32,7 @@ async def new_chat(screen: ChatScreen) -> None:
     screen.last_result = None
     async with screen._view_lock:
         await screen.chat.clear()
+    screen.inspector.retint_all()
     screen._refresh_status()
     screen.prompt.focus()
 
@@ -143,6 +144,7 @@ async def render_conversation(screen: ChatScreen, focus_id: str | None = None) -
         await screen.chat.clear()
         if widgets:
             await screen.chat.add(*widgets)
+    screen.inspector.retint_all()  # replies with token records show tinted while it is on
     screen.chat.follow()
     if focus_id is not None:
         view = screen.chat.reply(focus_id) or screen.chat.user_message(focus_id)

@@ -12,7 +12,8 @@ actions and message handlers (where Textual looks for them) delegate to it:
 - :mod:`leverchat.ui.reply_actions`: copy, code blocks, provenance, clicked links;
 - :mod:`leverchat.ui.profile_actions`: switch, save, save as, revert a profile;
 - :mod:`leverchat.ui.model_loading`: load a model in the background;
-- :mod:`leverchat.ui.panel_layout`: where the lever panel shows.
+- :mod:`leverchat.ui.panel_layout`: where the lever panel shows;
+- :mod:`leverchat.ui.inspector_view`: the token inspector (tints, token cursor, its panel).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from leverchat.ui import (
 )
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
+from leverchat.ui.inspector_view import Inspector
 from leverchat.ui.keymap import binding
 from leverchat.ui.messages import (
     LoadProgressed,
@@ -61,6 +63,7 @@ from leverchat.ui.widgets.lever_panel import LeverPanel
 from leverchat.ui.widgets.messages_view import ReplyView
 from leverchat.ui.widgets.prompt_input import PromptInput
 from leverchat.ui.widgets.status_line import StatusLine, StatusState
+from leverchat.ui.widgets.token_table import InspectorPanel
 
 
 class ChatScreen(Screen[None]):
@@ -82,6 +85,8 @@ class ChatScreen(Screen[None]):
         binding("version_next", "step_version(1)", show=False),
         binding("scroll_up", "scroll_chat(-1)", show=False, priority=True),
         binding("scroll_down", "scroll_chat(1)", show=False, priority=True),
+        binding("inspect", "inspect", show=False),
+        binding("inspect_tokens", "inspect_tokens", show=False),
     ]
 
     def __init__(
@@ -121,12 +126,14 @@ class ChatScreen(Screen[None]):
         self._panel_chosen: bool | None = None  # None: follow the terminal width
         self._startup_problem = profile_problem
         self._load_generation = 0
+        self.inspector = Inspector(self)
 
     # -- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         with Vertical(id="chat-column"):
             yield ChatView(id="chat")
+            yield InspectorPanel(self.inspector)
             yield PromptInput(id="prompt")
         yield LeverPanel(
             self.live_levers.get(),
@@ -252,6 +259,12 @@ class ChatScreen(Screen[None]):
 
     def action_focus_panel(self) -> None:
         panel_layout.focus_panel(self)
+
+    def action_inspect(self) -> None:
+        self.inspector.toggle()
+
+    def action_inspect_tokens(self) -> None:
+        self.inspector.enter_cursor()
 
     def action_scroll_chat(self, direction: int) -> None:
         if direction < 0:
