@@ -62,6 +62,7 @@ from leverchat.history_codec import (
 )
 from leverchat.history_rows import SkippedRecord
 from leverchat.history_schema import (
+    BRANCH_NAMES,
     BUSY_TIMEOUT_S,
     MIGRATIONS,
     PROVENANCE_NAMES,
@@ -108,6 +109,16 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+# A reply's provenance columns: what produced it, then where it branched (schema 4).
+_STORED_PROVENANCE = f"{PROVENANCE_NAMES}, {BRANCH_NAMES}"
+_PROVENANCE_COUNT = len(_STORED_PROVENANCE.split(","))
+# A message row: 8 columns of its own, the provenance, then (the active path) its version.
+_VERSION = 8 + _PROVENANCE_COUNT
+_UPDATE_PROVENANCE_SQL = (
+    f"UPDATE messages SET ({_STORED_PROVENANCE}) = ({', '.join('?' * _PROVENANCE_COUNT)})"  # noqa: S608
+    " WHERE id = ?"
+)
 
 # Kept under its old name: tests and callers reach it as history._switch_to_wal.
 _switch_to_wal = switch_to_wal
@@ -200,7 +211,7 @@ def _parse_timestamp(text: str) -> datetime:
 
 _MESSAGE_SELECT = f"""
     id, parent_id, active, role, content, status, created_at, updated_at,
-    {PROVENANCE_NAMES}
+    {_STORED_PROVENANCE}
 """
 
 # The active path of one chat, with each message's version number among its siblings.
@@ -695,13 +706,12 @@ class HistoryStore:
             chat_id = str(row[0])
             if provenance is not None:
                 conn.execute(
-                    f"UPDATE messages SET ({PROVENANCE_NAMES}) = ({', '.join('?' * 9)})"  # noqa: S608
-                    " WHERE id = ?",
+                    _UPDATE_PROVENANCE_SQL,
                     (*provenance_columns(provenance), message_id),
                 )
             else:
                 stored = conn.execute(
-                    f"SELECT {PROVENANCE_NAMES} FROM messages WHERE id = ?",  # noqa: S608
+                    f"SELECT {_STORED_PROVENANCE} FROM messages WHERE id = ?",  # noqa: S608
                     (message_id,),
                 ).fetchone()
                 provenance = self._provenance_from_columns(stored, message_id)
@@ -823,13 +833,17 @@ class HistoryStore:
     def _insert_message(
         self, conn: sqlite3.Connection, conversation_id: str, message: StoredMessage
     ) -> None:
-        provenance = provenance_columns(message.provenance) if message.provenance else (None,) * 9
+        provenance = (
+            provenance_columns(message.provenance)
+            if message.provenance
+            else (None,) * _PROVENANCE_COUNT
+        )
         conn.execute(
             f"""
             INSERT INTO messages (
                 id, conversation_id, parent_id, active, role, content, status,
-                created_at, updated_at, {PROVENANCE_NAMES}
-            ) VALUES ({", ".join("?" * 18)})
+                created_at, updated_at, {_STORED_PROVENANCE}
+            ) VALUES ({", ".join("?" * (9 + _PROVENANCE_COUNT))})
             """,  # noqa: S608 (constant column lists)
             (
                 message.id,
@@ -894,7 +908,7 @@ class HistoryStore:
 
         def message(row: Sequence[Any]) -> tuple[Message, str | None]:
             stored, note = self._checked_message(row)
-            return stored.to_message(version=row[17], version_count=row[18]), note
+            return stored.to_message(version=row[_VERSION], version_count=row[_VERSION + 1]), note
 
         # The rest of the chat opens without the unreadable messages; the caller says so.
         messages, skipped = rows.collect(found, message, conversation_id)
@@ -906,7 +920,9 @@ class HistoryStore:
         the reason returned, since the text is still the user's."""
         values = rows.message_fields(row)
         try:
-            return StoredMessage(**values, provenance=provenance_from_columns(row[8:17])), None
+            return StoredMessage(
+                **values, provenance=provenance_from_columns(row[8:_VERSION])
+            ), None
         except ValueError as error:
             reason = f"its provenance cannot be read ({error}); shown without it"
             return StoredMessage(**values), reason

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
+from leverchat import branch
 from leverchat import history_rows as rows
 from leverchat.chat import ReplyProvenance
 from leverchat.engine.types import LeverChange, RemoteProvenance, Stats, StopReason
@@ -70,6 +71,7 @@ def provenance_to_mapping(provenance: ReplyProvenance) -> dict[str, Any]:
         "stop_reason": provenance.stop_reason.value if provenance.stop_reason else None,
         "error": provenance.error,
         **({"remote": remote_to_mapping(provenance.remote)} if provenance.remote else {}),
+        **({"branch": branch.to_mapping(provenance.branch)} if provenance.branch else {}),
     }
 
 
@@ -104,7 +106,12 @@ def provenance_from_mapping(mapping: Mapping[str, Any]) -> ReplyProvenance:
         stop_reason=_stop_reason_from(mapping.get("stop_reason")),
         error=error,
         remote=_remote_from(mapping.get("remote")),
+        branch=_branch_from(mapping.get("branch")),
     )
+
+
+def _branch_from(value: Any) -> branch.BranchPoint | None:
+    return None if value is None else branch.from_mapping(value, "provenance branch")
 
 
 def _remote_from(value: Any) -> RemoteProvenance | None:
@@ -135,6 +142,7 @@ def _stop_reason_from(value: Any) -> StopReason | None:
 
 
 def provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
+    """The provenance columns of a message row, then its branch point's (schema 4)."""
     return (
         provenance.model,
         provenance.profile,
@@ -145,6 +153,7 @@ def provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
         levers_to_json(provenance.levers),
         json.dumps([lever_change_to_mapping(change) for change in provenance.lever_changes]),
         json.dumps(_stats_and_remote(provenance)),
+        *branch.to_columns(provenance.branch),
     )
 
 
@@ -158,10 +167,12 @@ def _stats_and_remote(provenance: ReplyProvenance) -> dict[str, Any]:
 
 
 def provenance_from_columns(columns: Sequence[Any]) -> ReplyProvenance | None:
-    mapping = rows.provenance_mapping(columns)
+    """The inverse of :func:`provenance_columns` (ValueError when a value cannot be read)."""
+    count = len(branch.COLUMN_NAMES)
+    mapping = rows.provenance_mapping(columns[:-count])
     if mapping is None:
         return None
     # A remote reply's provenance rides in the stats column (see _stats_and_remote).
     stats = mapping["stats"]
     mapping["remote"] = stats.get("remote") if isinstance(stats, dict) else None
-    return provenance_from_mapping(mapping)
+    return replace(provenance_from_mapping(mapping), branch=branch.from_columns(columns[-count:]))

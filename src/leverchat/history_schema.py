@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from leverchat import branch
 from leverchat import history_inspection as inspections
 from leverchat.userfile import special_file_reason
 
@@ -55,6 +56,11 @@ _PROVENANCE_COLUMNS = """
 PROVENANCE_NAMES = (
     "model, profile, system_prompt, seed, stop_reason, error, levers, lever_changes, stats"
 )
+
+
+BRANCH_NAMES_LIST: Final = branch.COLUMN_NAMES
+_BRANCH_TYPES: Final = ("TEXT", "INTEGER", "INTEGER", "TEXT", "TEXT", "TEXT")
+BRANCH_NAMES: Final = ", ".join(BRANCH_NAMES_LIST)
 
 
 def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
@@ -139,11 +145,20 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Schema 4: versions form a tree. A version branched from another one's tokens records
+    which version, where (token index, character offset) and the start it continued from.
+    New nullable columns only: every existing row stays as it was (NULL: not a branch)."""
+    for name, kind in zip(BRANCH_NAMES_LIST, _BRANCH_TYPES, strict=True):
+        conn.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: tuple[Migration, ...] = (
     _migrate_0_to_1,
     _migrate_1_to_2,
     inspections.migrate_2_to_3,
+    _migrate_3_to_4,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -169,6 +184,11 @@ REQUIRED_COLUMNS: Final[dict[int, dict[str, frozenset[str]]]] = {
     3: {
         "conversations": _CONVERSATION_COLUMNS,
         "messages": _MESSAGE_COLUMNS | {"parent_id", "active"},
+        inspections.TABLE: inspections.COLUMNS,
+    },
+    4: {
+        "conversations": _CONVERSATION_COLUMNS,
+        "messages": _MESSAGE_COLUMNS | {"parent_id", "active", *BRANCH_NAMES_LIST},
         inspections.TABLE: inspections.COLUMNS,
     },
 }

@@ -89,6 +89,20 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("lever.step_up", "up,plus", "Lever one step up", "lever", "Step up"),
     KeySpec("lever.step_down", "down", "Lever one step down", "lever", "Step down"),
     KeySpec("lever.minus", "minus", "Lever one step down (or a minus sign)", "lever", "Step down"),
+    KeySpec(
+        "version_tree",
+        "f7",
+        "Show the versions of the focused reply as a tree",
+        "chat",
+        "Versions",
+    ),
+    KeySpec(
+        "reply.branch",
+        "b",
+        "Branch this reply at a position you choose (a new version)",
+        "focused reply",
+        "Branch",
+    ),
 )
 
 KEYS_BY_ID: dict[str, KeySpec] = {spec.id: spec for spec in KEYS}
