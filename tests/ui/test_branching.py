@@ -25,6 +25,10 @@ from leverchat.ui.widgets.messages_view import ReplyView
 pytestmark = pytest.mark.slow
 
 
+def notices(app: Any) -> str:
+    return "\n".join(str(notification.message) for notification in app._notifications)
+
+
 def tokenizer_of(model_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
@@ -139,4 +143,103 @@ async def test_a_branch_continues_from_the_chosen_token_as_a_new_version(
             assert "Reproduced exactly" in frame_text(app)
     finally:
         engine.close()
+        history.close()
+
+
+async def test_branch_at_a_character_with_the_keyboard_only(
+    make_app: Any, engine: Any, tmp_path: Path
+) -> None:
+    """b on a focused reply: the reply is shown with a cursor; Home, Right x3, Tab, type the new
+    text, Enter. The engine gets the kept text and the new text (no token ids are known for a
+    reply written by a server or with the inspector off), and the branch is a new version
+    whose tree line says "at character 3". Markup in the reply stays literal throughout."""
+    from scripted_engine import Script
+
+    from leverchat.engine.types import ReplyPrefix
+    from leverchat.ui.screens.branch_at import BranchAtScreen
+
+    hostile = "[/]ab [@click=app.quit]x[/] cd"
+    engine.scripts.append(Script([hostile]))
+    engine.scripts.append(Script(["[/]", " Arr", " matey"]))
+    history = HistorySession(HistoryStore(tmp_path / "history.sqlite3"))
+    try:
+        app = make_app(history=history)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = chat_screen(app)
+            await send(pilot, "Talk")
+            await wait_for(pilot, lambda: not screen.streaming, "the reply")
+            original = screen.conversation.messages[-1]
+            screen.query(ReplyView).last().focus()
+            await pilot.pause()
+            await pilot.press("b")
+            await wait_for(pilot, lambda: isinstance(app.screen, BranchAtScreen), "the dialog")
+            assert "[@click=app.quit]" in frame_text(app)  # shown literally
+            await pilot.press("home", "right", "right", "right", "tab")
+            await pilot.press(*" Arr")
+            await pilot.press("enter")
+            await wait_for(
+                pilot,
+                lambda: screen.conversation.messages[-1].id != original.id and not screen.streaming,
+                "the branch",
+            )
+            assert engine.last.request.reply_prefix == ReplyPrefix("[/] Arr")
+            branch = screen.conversation.messages[-1]
+            point = branch.provenance.branch
+            assert (point.source_id, point.char_offset, point.text) == (original.id, 3, " Arr")
+            assert point.token_index is None
+            assert [v.id for v in history.versions(branch.id)] == [original.id, branch.id]
+            await pilot.press("f7")
+            await wait_for(pilot, lambda: isinstance(app.screen, VersionTreeScreen), "the tree")
+            assert "v2 from v1 at character 3 ' Arr'" in frame_text(app)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen, "the tree closed")
+            assert screen.conversation.messages[-1].id == branch.id  # Escape opens nothing
+    finally:
+        history.close()
+
+
+async def test_f1_and_the_palette_list_the_tree_and_branch_at(make_app: Any) -> None:
+    from leverchat.ui.commands import chat_commands
+    from leverchat.ui.screens.help import help_rows
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = chat_screen(app)
+        commands = {command.label: command.help for command in chat_commands(screen)}
+        assert "f7" in commands["Version tree"].lower()
+        assert "Branch the reply at…" in commands
+        await pilot.press("f7")  # nothing to show yet: said, nothing opens
+        await wait_for(pilot, lambda: "There is no reply yet." in notices(app), "the notice")
+        assert app.screen is screen
+        rows = help_rows({})
+        assert (
+            "f7",
+            "version_tree",
+            "Show the versions of the focused reply as a tree (chat)",
+        ) in rows
+        assert any(row[:2] == ("b", "reply.branch") for row in rows)
+
+
+async def test_a_branch_of_a_reply_without_token_records_is_refused_plainly(
+    make_app: Any, engine: Any, tmp_path: Path
+) -> None:
+    """Without the inspector's records the token index cannot be placed in the text: nothing
+    is generated, nothing is added, and the notice says what to use instead."""
+    from scripted_engine import Script
+
+    engine.scripts.append(Script(["Hello there"]))
+    history = HistorySession(HistoryStore(tmp_path / "history.sqlite3"))
+    try:
+        app = make_app(history=history)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = chat_screen(app)
+            await send(pilot, "Hi")
+            await wait_for(pilot, lambda: not screen.streaming, "the reply")
+            original = screen.conversation.messages[-1]
+            requests = len(engine.seen)
+            screen.post_message(BranchRequested(original.id, 1, " [/]x", 7))
+            await wait_for(pilot, lambda: "Branch at" in notices(app), "the notice")
+            assert len(engine.seen) == requests
+            assert [v.id for v in history.versions(original.id)] == [original.id]
+    finally:
         history.close()
