@@ -190,7 +190,9 @@ async def test_branch_at_a_character_with_the_keyboard_only(
             assert [v.id for v in history.versions(branch.id)] == [original.id, branch.id]
             await pilot.press("f7")
             await wait_for(pilot, lambda: isinstance(app.screen, VersionTreeScreen), "the tree")
-            assert "v2 from v1 at character 3 ' Arr'" in frame_text(app)
+            tree = frame_text(app)
+            assert "v2 from v1 at character 3 ' Arr'" in tree
+            assert "v1: [/]ab [@click=app.quit]x[/] cd" in tree  # markup shown literally
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is screen, "the tree closed")
             assert screen.conversation.messages[-1].id == branch.id  # Escape opens nothing
