@@ -293,3 +293,12 @@ def test_replay_after_a_given_start_changes_levers_at_the_recorded_tokens() -> N
     assert source.snapshot() == (0, start)  # the start
     assert source.snapshot() == (0, start)  # token 4
     assert source.snapshot() == (1, hot)  # token 5: the recorded change
+
+
+def test_f3_says_where_a_reply_branched() -> None:
+    from leverchat.ui.screens.provenance import provenance_lines
+
+    point = BranchPoint("a", 5, "[/]Arr", 3, "Hello[/]Arr", (1, 2, 3, 4))
+    lines = provenance_lines(provenance(point))
+    assert "Branched:        at token 3 '[/]Arr', continued from 4 given tokens" in lines
+    assert not any(line.startswith("Branched") for line in provenance_lines(provenance()))
