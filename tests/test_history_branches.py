@@ -4,14 +4,24 @@ lines; ReplayLevers after a branch's given start."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from leverchat.branch import BranchPoint, BranchStart, from_mapping
+from leverchat.branch import (
+    BranchPoint,
+    BranchStart,
+    from_columns,
+    from_mapping,
+    to_columns,
+    to_mapping,
+)
 from leverchat.chat import Message, MessageStatus, ReplyProvenance
 from leverchat.engine.types import (
     GenerationResult,
@@ -302,3 +312,49 @@ def test_f3_says_where_a_reply_branched() -> None:
     lines = provenance_lines(provenance(point))
     assert "Branched:        at token 3 '[/]Arr', continued from 4 given tokens" in lines
     assert not any(line.startswith("Branched") for line in provenance_lines(provenance()))
+
+
+# CI runs a bounded number of examples; set LEVERCHAT_FUZZ_EXAMPLES for a longer run.
+EXAMPLES = int(os.environ.get("LEVERCHAT_FUZZ_EXAMPLES", "60"))
+
+points = st.builds(
+    BranchPoint,
+    source_id=st.text(min_size=1, max_size=40),
+    char_offset=st.integers(min_value=0, max_value=2**40),
+    text=st.text(max_size=60),
+    token_index=st.none() | st.integers(min_value=0, max_value=2**31),
+    prefix=st.text(max_size=200),
+    prefix_ids=st.lists(st.integers(min_value=0, max_value=2**31), max_size=30).map(tuple),
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(points)
+def test_any_branch_point_round_trips_through_the_export_and_the_columns(
+    point: BranchPoint,
+) -> None:
+    assert from_mapping(json.loads(json.dumps(to_mapping(point)))) == point
+    assert from_columns(to_columns(point)) == point
+
+
+@settings(
+    max_examples=max(EXAMPLES // 3, 10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(text=st.text(max_size=80), typed=st.text(max_size=20))
+def test_any_branch_text_round_trips_through_the_history_and_the_export(
+    tmp_path: Path, text: str, typed: str
+) -> None:
+    with HistoryStore(tmp_path / f"fuzz-{os.getpid()}.sqlite3") as store:
+        chat = store.create_conversation()
+        user = store.add_user_message(chat, "q", parent_id=None).id
+        v1 = reply(store, chat, user, text, provenance())
+        point = BranchPoint(v1, len(text) // 2, typed, None, text[: len(text) // 2] + typed)
+        v2 = reply(store, chat, user, point.prefix + "…", provenance(point))
+        exported = to_json(store.export_record(chat))
+        stored = store.versions(v2)[-1].provenance
+        assert stored is not None and stored.branch == point
+        store.delete_conversation(chat)
+        store.import_record(from_json(exported))
+        assert to_json(store.export_record(chat)) == exported
