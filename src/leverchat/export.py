@@ -252,10 +252,12 @@ def record_from_mapping(data: Any, *, source: str = "<json>") -> ConversationRec
 
 def _check_branches(messages: tuple[StoredMessage, ...], source: str) -> None:
     """A branch names the version it grew from: an earlier version of the same turn."""
-    earlier: dict[str, str | None] = {}
+    earlier: dict[str, str | None] = {}  # each message's parent, by id
     for index, message in enumerate(messages):
         point = message.provenance.branch if message.provenance else None
-        if point is not None and earlier.get(point.source_id, "") != message.parent_id:
+        if point is not None and (
+            point.source_id not in earlier or earlier[point.source_id] != message.parent_id
+        ):
             raise ExportError(
                 f"{source}: messages[{index}].provenance.branch.source_id: "
                 f"{point.source_id!r} is not an earlier version of the same turn"

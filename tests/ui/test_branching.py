@@ -149,7 +149,7 @@ async def test_a_branch_continues_from_the_chosen_token_as_a_new_version(
 async def test_branch_at_a_character_with_the_keyboard_only(
     make_app: Any, engine: Any, tmp_path: Path
 ) -> None:
-    """b on a focused reply: the reply is shown with a cursor; Home, Right x3, Tab, type the new
+    """b on a focused reply: the reply is shown with a cursor; Home, Right x3, Enter, type the new
     text, Enter. The engine gets the kept text and the new text (no token ids are known for a
     reply written by a server or with the inspector off), and the branch is a new version
     whose tree line says "at character 3". Markup in the reply stays literal throughout."""
@@ -174,7 +174,7 @@ async def test_branch_at_a_character_with_the_keyboard_only(
             await pilot.press("b")
             await wait_for(pilot, lambda: isinstance(app.screen, BranchAtScreen), "the dialog")
             assert "[@click=app.quit]" in frame_text(app)  # shown literally
-            await pilot.press("home", "right", "right", "right", "tab")
+            await pilot.press("home", "right", "right", "right", "enter")
             await pilot.press(*" Arr")
             await pilot.press("enter")
             await wait_for(

@@ -36,14 +36,15 @@ async def branch_from_token(screen: ChatScreen, request: BranchRequested) -> Non
     if target is None:
         return
     ids, texts = token_records(screen, target)
+    if request.token_index < 0:
+        screen.notify(f"There is no token {request.token_index} to branch at.")
+        return
     if ids is None or request.token_index > min(len(ids), len(texts)):
         screen.notify(
             "This reply's tokens were not recorded (it was written with the inspector off): "
             "use Branch at… to pick a position by character.",
             severity="warning",
         )
-        return
-    if request.token_index < 0:
         return
     kept_ids = tuple(ids[: request.token_index])
     offset = _kept_length(target.content, texts[: request.token_index])

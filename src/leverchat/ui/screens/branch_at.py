@@ -1,7 +1,7 @@
 """The "Branch at…" dialog: where to cut a reply, and what to write there (keyboard only).
 
 The reply's text is shown read-only with a cursor: the arrow keys (Home/End, Ctrl+arrows)
-put it where the reply should be cut; Tab moves to the line for the new text; Enter there
+put it where the reply should be cut; Tab or Enter moves to the line for the new text; Enter there
 branches (the reply is kept up to the cursor, then the new text, then the model continues);
 Escape cancels. The text is shown through safetext's one-cell glyphs, so a cursor index in
 what is drawn is the same index in the reply.
@@ -42,7 +42,11 @@ class BranchAtScreen(ModalScreen[tuple[int, str] | None]):
     }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", show=False),
+        # In the (read-only) reply, Enter means "cut here": on to the new text.
+        Binding("enter", "to_new_text", "Cut here", show=False),
+    ]
 
     def __init__(self, text: str) -> None:
         super().__init__(classes="dialog-screen")
@@ -51,7 +55,7 @@ class BranchAtScreen(ModalScreen[tuple[int, str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="branch-at-dialog"):
             yield Static(Content.styled("Branch the reply at…", "bold"), classes="dialog-title")
-            yield Static("Move the cursor to where the reply should be cut, then Tab.")
+            yield Static("Move the cursor to where the reply should be cut, then Enter.")
             yield TextArea(
                 visible_glyphs(self._text),
                 read_only=True,
@@ -83,6 +87,9 @@ class BranchAtScreen(ModalScreen[tuple[int, str] | None]):
     @on(Input.Submitted, "#branch-at-new")
     def _branch(self, event: Input.Submitted) -> None:
         self.dismiss((self.cut_at, event.value))
+
+    def action_to_new_text(self) -> None:
+        self.query_one("#branch-at-new", Input).focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
