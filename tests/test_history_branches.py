@@ -106,7 +106,7 @@ def test_the_tree_lists_each_branch_under_its_origin(store: HistoryStore) -> Non
     assert lines[0].label == "v1: Hello there, friend."
     assert lines[1].label == "v2 from v1 at token 3 '[/]Arr': Hello[/]Arr matey!"
     assert lines[2].label == "v3 from v2 at character 8 ' Yo': Hello[/] Yo ho!"
-    assert all(len(line.label) + line.depth * 2 <= 60 for line in lines)
+    assert all(2 + line.depth * 2 + len(line.label) <= 60 for line in lines)
 
 
 def test_tree_lines_fit_and_survive_hostile_text() -> None:
@@ -122,7 +122,7 @@ def test_tree_lines_fit_and_survive_hostile_text() -> None:
     assert [line.depth for line in lines] == [0, 1, 0, 0]
     for line in lines:
         assert "\x1b" not in line.label and "\x07" not in line.label
-        assert len(line.label) <= 40 - 2 * line.depth
+        assert 2 + 2 * line.depth + len(line.label) <= 40
     assert lines[2].label.startswith("v3 from a lost version")
 
 

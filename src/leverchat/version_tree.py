@@ -14,6 +14,7 @@ from leverchat.chat import Message
 from leverchat.safetext import single_line
 
 INDENT = 2  # columns per level of branching
+MARKER = 2  # columns before every line: "● " marks the version shown
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class TreeLine:
 def tree_lines(versions: tuple[Message, ...], width: int = 76) -> tuple[TreeLine, ...]:
     """Every version, parents before their branches, each branch indented under its source.
 
-    ``width``: the most columns a line takes, indentation included (untrusted text is made
-    single-line and visible with safetext; the caller still shows it as plain text).
+    ``width``: the most columns a line takes, its marker and indentation included (untrusted
+    text is made single-line and visible with safetext; the caller still shows it as plain
+    text).
     """
     numbers = {message.id: index for index, message in enumerate(versions, start=1)}
     children: dict[str | None, list[Message]] = {}
@@ -48,7 +50,7 @@ def tree_lines(versions: tuple[Message, ...], width: int = 76) -> tuple[TreeLine
             return  # a cycle in a damaged record: each version is listed once
         seen.add(message.id)
         number = numbers[message.id]
-        room = max(width - depth * INDENT, 20)
+        room = max(width - MARKER - depth * INDENT, 20)
         out.append(TreeLine(message.id, depth, number, _label(message, number, numbers, room)))
         for child in children.get(message.id, []):
             visit(child, depth + 1)

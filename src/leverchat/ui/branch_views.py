@@ -13,8 +13,9 @@ from leverchat.version_tree import tree_lines
 if TYPE_CHECKING:
     from leverchat.ui.screens.chat import ChatScreen
 
-# The tree's lines fit the dialog at 80 columns (its border, padding and list margins).
-TREE_WIDTH = 68
+# The tree's lines fit the dialog at 80 columns (its border and padding, the list's own
+# padding and scrollbar): one line per version, never wrapped.
+TREE_WIDTH = 60
 
 
 def show_version_tree(screen: ChatScreen) -> None:
