@@ -45,6 +45,8 @@ def test_the_version_tree_at_80x24(
         second = screen.conversation.messages[-1].id
         await branching.branch_at_offset(screen, second, 9, ", ahoy")
         await reply_done(pilot)
+        for widget in screen.query("Input, TextArea"):
+            widget.cursor_blink = False  # the frame must not depend on timing
         await pilot.press("f7")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, VersionTreeScreen), "tree")
         pilot.app.clear_notifications()
