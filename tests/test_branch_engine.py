@@ -126,11 +126,15 @@ def test_a_text_prefix_is_tokenized_and_streamed_as_written(generator: Generator
 def test_with_the_inspector_every_token_of_the_branch_has_its_record(
     loaded: Any, generator: Generator
 ) -> None:
-    original = generator.run(request(SAMPLED), None)
+    original = generator.run(request(GREEDY), None)
     prefix_ids = (*original.token_ids[:3], other_token(loaded, original.token_ids[3]))
     text = loaded.tokenizer.decode(list(prefix_ids))
-    branch = generator.run(request(SAMPLED, ReplyPrefix(text, token_ids=prefix_ids), 5), None)
+    branch = generator.run(request(GREEDY, ReplyPrefix(text, token_ids=prefix_ids), 5), None)
     assert [item.token_id for item in branch.inspection] == list(branch.token_ids)
+    # The given tokens' records say what the model would have said there: the original's
+    # tokens were its greedy choice (rank 1); the replaced one was not.
+    assert [item.after_rank for item in branch.inspection[:3]] == [1, 1, 1]
+    assert branch.inspection[3].after_rank != 1
     # Fed one at a time for the records, the prefix gives the same reply as in one pass.
-    plain = generator.run(request(SAMPLED, ReplyPrefix(text, token_ids=prefix_ids)), None)
+    plain = generator.run(request(GREEDY, ReplyPrefix(text, token_ids=prefix_ids)), None)
     assert plain.token_ids == branch.token_ids
