@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from leverchat import history as history_module
+from leverchat import history_schema
 from leverchat.chat import Conversation, MessageStatus, ReplyProvenance
 from leverchat.engine.types import LeverChange, Stats, StopReason
 from leverchat.history import (
@@ -286,9 +287,12 @@ def test_creating_an_existing_chat_is_refused_and_keeps_its_messages(
 
 def test_no_insert_or_replace_anywhere_in_the_store() -> None:
     # INSERT OR REPLACE deletes the old row first, and ON DELETE CASCADE takes its messages.
-    source = Path(history_module.__file__).read_text(encoding="utf-8").upper()
-    assert "OR REPLACE" not in source
-    assert "REPLACE INTO" not in source
+    folder = Path(history_module.__file__).parent
+    for name in ("history.py", "history_schema.py", "history_codec.py"):
+        module = folder / name
+        source = module.read_text(encoding="utf-8").upper()
+        assert "OR REPLACE" not in source, module.name
+        assert "REPLACE INTO" not in source, module.name
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,7 +541,7 @@ def test_a_failing_migration_changes_nothing(
         raise RuntimeError("migration bug")
 
     monkeypatch.setattr(
-        history_module, "MIGRATIONS", (history_module.MIGRATIONS[0], half_done_then_broken)
+        history_schema, "MIGRATIONS", (history_schema.MIGRATIONS[0], half_done_then_broken)
     )
     with pytest.raises(RuntimeError, match="migration bug"):
         HistoryStore(db_path)
@@ -887,7 +891,7 @@ def test_a_history_created_while_another_start_checks_it_is_not_refused(
     starting = sqlite3.connect(path)  # what the first instance does before migrating
     starting.execute("PRAGMA journal_mode = WAL")
     starting.close()
-    real_schema_problem = history_module.schema_problem
+    real_schema_problem = history_schema.schema_problem
     created = threading.Event()
 
     def schema_created_meanwhile(conn: sqlite3.Connection, version: int) -> str | None:
@@ -898,7 +902,7 @@ def test_a_history_created_while_another_start_checks_it_is_not_refused(
             other.join(timeout=30)
         return real_schema_problem(conn, version)
 
-    monkeypatch.setattr(history_module, "schema_problem", schema_created_meanwhile)
+    monkeypatch.setattr(history_schema, "schema_problem", schema_created_meanwhile)
     history_module.check_database_file(path)  # must not say "tables of another program"
     with HistoryStore(path) as store:
         assert store.list_conversations() == []

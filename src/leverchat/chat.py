@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from leverchat.branch import BranchPoint
 from leverchat.engine.types import (
     ChatMessage,
     LeverChange,
@@ -52,6 +53,8 @@ class ReplyProvenance:
     format_stops: tuple[str, ...] = ()
     # The prompt format the reply was asked in, in words ("" when not known).
     prompt_format: str = ""
+    # A version continued from another version's tokens: which, where, and from what start.
+    branch: BranchPoint | None = None
 
 
 @dataclass(frozen=True)

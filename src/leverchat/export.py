@@ -102,6 +102,8 @@ def _provenance_parts(provenance: ReplyProvenance, escape: Callable[[str], str])
             f"{name} {_format_value(getattr(change.levers, name))}" for name in change.changed
         )
         parts.append(f"from token {change.token_index}: {escape(changed) or 'no change'}")
+    if provenance.branch is not None:
+        parts.append(f"branched {escape(provenance.branch.where())}")
     seed = provenance.seed if provenance.seed is not None else provenance.levers.seed
     parts.append(f"seed {seed}" if seed is not None else "seed not recorded")
     stats = provenance.stats
@@ -234,6 +236,7 @@ def record_from_mapping(data: Any, *, source: str = "<json>") -> ConversationRec
     messages = tuple(
         reader.message(item, f"messages[{index}]") for index, item in enumerate(raw_messages)
     )
+    _check_branches(messages, source)
     info = ConversationInfo(
         id=reader.text(chat, "id", "chat"),
         title=reader.text(chat, "title", "chat"),
@@ -245,6 +248,21 @@ def record_from_mapping(data: Any, *, source: str = "<json>") -> ConversationRec
         levers=reader.levers(chat.get("levers", {}), "chat.levers"),
     )
     return ConversationRecord(info, messages)
+
+
+def _check_branches(messages: tuple[StoredMessage, ...], source: str) -> None:
+    """A branch names the version it grew from: an earlier version of the same turn."""
+    earlier: dict[str, str | None] = {}  # each message's parent, by id
+    for index, message in enumerate(messages):
+        point = message.provenance.branch if message.provenance else None
+        if point is not None and (
+            point.source_id not in earlier or earlier[point.source_id] != message.parent_id
+        ):
+            raise ExportError(
+                f"{source}: messages[{index}].provenance.branch.source_id: "
+                f"{point.source_id!r} is not an earlier version of the same turn"
+            )
+        earlier[message.id] = message.parent_id
 
 
 def _active_path_length(messages: tuple[StoredMessage, ...]) -> int:

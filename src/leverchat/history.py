@@ -24,17 +24,15 @@ several, each have their own connection and may write at the same time.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from leverchat import history_inspection as inspections
 from leverchat import history_rows as rows
@@ -48,32 +46,82 @@ from leverchat.chat import (
     title_from,
 )
 from leverchat.engine.inspection import TokenInspection
-from leverchat.engine.types import LeverChange, RemoteProvenance, Role, Stats, StopReason
+from leverchat.engine.types import Role
+
+# The public names other modules and tests import from here live in these two modules now.
+from leverchat.history_codec import (
+    lever_change_from_mapping,
+    lever_change_to_mapping,
+    levers_to_json,
+    provenance_columns,
+    provenance_from_columns,
+    provenance_from_mapping,
+    provenance_to_mapping,
+    stats_from_mapping,
+    stats_to_mapping,
+)
 from leverchat.history_rows import SkippedRecord
-from leverchat.levers import LeverError, Levers
-from leverchat.remote_record import remote_from_mapping, remote_to_mapping
-from leverchat.userfile import special_file_reason
+from leverchat.history_schema import (
+    BRANCH_NAMES,
+    BUSY_TIMEOUT_S,
+    MIGRATIONS,
+    PROVENANCE_NAMES,
+    REQUIRED_COLUMNS,
+    SCHEMA_VERSION,
+    ConversationNotFound,
+    HistoryError,
+    HistoryUnavailable,
+    Migration,
+    check_database_file,
+    damaged,
+    migrate,
+    rollback_quietly,
+    schema_problem,
+    switch_to_wal,
+)
+from leverchat.levers import Levers
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "MIGRATIONS",
+    "REQUIRED_COLUMNS",
+    "SCHEMA_VERSION",
+    "ConversationInfo",
+    "ConversationNotFound",
+    "ConversationRecord",
+    "HistoryError",
+    "HistoryStore",
+    "HistoryUnavailable",
+    "Migration",
+    "SearchHit",
+    "SkippedRecord",
+    "StoredMessage",
+    "check_database_file",
+    "lever_change_from_mapping",
+    "lever_change_to_mapping",
+    "levers_to_json",
+    "migrate",
+    "provenance_from_mapping",
+    "provenance_to_mapping",
+    "schema_problem",
+    "stats_from_mapping",
+    "stats_to_mapping",
+]
 
 _T = TypeVar("_T")
 
-BUSY_TIMEOUT_S: Final = 10.0
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+# A reply's provenance columns: what produced it, then where it branched (schema 4).
+_STORED_PROVENANCE = f"{PROVENANCE_NAMES}, {BRANCH_NAMES}"
+_PROVENANCE_COUNT = len(_STORED_PROVENANCE.split(","))
+# A message row: 8 columns of its own, the provenance, then (the active path) its version.
+_VERSION = 8 + _PROVENANCE_COUNT
+_UPDATE_PROVENANCE_SQL = (
+    f"UPDATE messages SET ({_STORED_PROVENANCE}) = ({', '.join('?' * _PROVENANCE_COUNT)})"  # noqa: S608
+    " WHERE id = ?"
+)
 
-
-class HistoryError(Exception):
-    """A history problem the user can act on; the message names the file and what to do."""
-
-
-class HistoryUnavailable(HistoryError):
-    """The database was refused (newer version, corrupt, not ours) and left untouched."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class ConversationNotFound(HistoryError):
-    """No conversation (or message) with the given id."""
+# Kept under its old name: tests and callers reach it as history._switch_to_wal.
+_switch_to_wal = switch_to_wal
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,444 +193,6 @@ class SearchHit:
 
 
 # --------------------------------------------------------------------------------------------
-# Provenance <-> JSON-friendly mappings (the export format uses the same shapes)
-
-
-def levers_to_json(levers: Levers) -> str:
-    return json.dumps(levers.to_mapping(), sort_keys=True)
-
-
-def stats_to_mapping(stats: Stats) -> dict[str, Any]:
-    return {field.name: getattr(stats, field.name) for field in fields(stats)}
-
-
-def stats_from_mapping(mapping: Mapping[str, Any]) -> Stats:
-    """Stats from a mapping; keys this version does not know are ignored (written later)."""
-    values: dict[str, Any] = {}
-    for field in fields(Stats):
-        if field.name not in mapping:
-            continue
-        value = mapping[field.name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"stats.{field.name} must be a number, not {value!r}")
-        values[field.name] = value
-    return Stats(**values)
-
-
-def lever_change_to_mapping(change: LeverChange) -> dict[str, Any]:
-    return {
-        "token_index": change.token_index,
-        "levers": change.levers.to_mapping(),
-        "changed": list(change.changed),
-    }
-
-
-def lever_change_from_mapping(mapping: Mapping[str, Any]) -> LeverChange:
-    token_index = mapping.get("token_index")
-    if isinstance(token_index, bool) or not isinstance(token_index, int) or token_index < 0:
-        raise ValueError(f"lever change token_index must be a whole number >= 0: {token_index!r}")
-    changed = mapping.get("changed", [])
-    if not isinstance(changed, list) or not all(isinstance(name, str) for name in changed):
-        raise ValueError(f"lever change 'changed' must be a list of lever names: {changed!r}")
-    return LeverChange(
-        token_index=token_index,
-        levers=_levers_from(mapping.get("levers"), "lever change levers"),
-        changed=tuple(changed),
-    )
-
-
-def provenance_to_mapping(provenance: ReplyProvenance) -> dict[str, Any]:
-    return {
-        "model": provenance.model,
-        "profile": provenance.profile,
-        "system_prompt": provenance.system_prompt,
-        "levers": provenance.levers.to_mapping(),
-        "seed": provenance.seed,
-        "lever_changes": [lever_change_to_mapping(change) for change in provenance.lever_changes],
-        "stats": stats_to_mapping(provenance.stats),
-        "stop_reason": provenance.stop_reason.value if provenance.stop_reason else None,
-        "error": provenance.error,
-        **({"remote": remote_to_mapping(provenance.remote)} if provenance.remote else {}),
-    }
-
-
-def provenance_from_mapping(mapping: Mapping[str, Any]) -> ReplyProvenance:
-    """The inverse of :func:`provenance_to_mapping`; ValueError names the bad key."""
-    texts: dict[str, str] = {}
-    for key in ("model", "profile", "system_prompt"):
-        value = mapping.get(key, "")
-        if not isinstance(value, str):
-            raise ValueError(f"provenance {key} must be a string, not {value!r}")
-        texts[key] = value
-    seed = mapping.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"provenance seed must be a whole number or null, not {seed!r}")
-    error = mapping.get("error")
-    if error is not None and not isinstance(error, str):
-        raise ValueError(f"provenance error must be a string or null, not {error!r}")
-    changes = mapping.get("lever_changes", [])
-    if not isinstance(changes, list) or not all(isinstance(item, dict) for item in changes):
-        raise ValueError("provenance lever_changes must be a list of objects")
-    stats = mapping.get("stats", {})
-    if not isinstance(stats, dict):
-        raise ValueError(f"provenance stats must be an object, not {stats!r}")
-    return ReplyProvenance(
-        model=texts["model"],
-        profile=texts["profile"],
-        system_prompt=texts["system_prompt"],
-        levers=_levers_from(mapping.get("levers", {}), "provenance levers"),
-        seed=seed,
-        lever_changes=tuple(lever_change_from_mapping(item) for item in changes),
-        stats=stats_from_mapping(stats),
-        stop_reason=_stop_reason_from(mapping.get("stop_reason")),
-        error=error,
-        remote=_remote_from(mapping.get("remote")),
-    )
-
-
-def _remote_from(value: Any) -> RemoteProvenance | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValueError(f"provenance remote must be an object, not {value!r}")
-    return remote_from_mapping(value)
-
-
-def _levers_from(value: Any, what: str) -> Levers:
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} must be an object of lever values, not {value!r}")
-    try:
-        return Levers.from_mapping(value)
-    except LeverError as error:
-        raise ValueError(f"{what}: {error.message}") from error
-
-
-def _stop_reason_from(value: Any) -> StopReason | None:
-    if value is None:
-        return None
-    try:
-        return StopReason(value)
-    except ValueError:
-        known = ", ".join(reason.value for reason in StopReason)
-        raise ValueError(f"unknown stop reason {value!r} (known: {known})") from None
-
-
-# --------------------------------------------------------------------------------------------
-# Schema and migrations
-#
-# MIGRATIONS[i] takes a database from schema version i to i + 1. A new database runs every
-# migration in order, so the upgrade path is exercised on every fresh start. Never edit a
-# released migration: add a new one.
-
-_STATUS_CHECK = "status IN ('complete', 'streaming', 'stopped', 'failed', 'interrupted')"
-_PROVENANCE_COLUMNS = """
-    model TEXT,
-    profile TEXT,
-    system_prompt TEXT,
-    seed INTEGER,
-    stop_reason TEXT,
-    error TEXT,
-    levers TEXT,
-    lever_changes TEXT,
-    stats TEXT
-"""
-_PROVENANCE_NAMES = (
-    "model, profile, system_prompt, seed, stop_reason, error, levers, lever_changes, stats"
-)
-
-
-def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
-    """The first schema: chats and their messages in a single line (``position``)."""
-    conn.execute(
-        """
-        CREATE TABLE conversations (
-            id TEXT PRIMARY KEY NOT NULL,
-            title TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            profile TEXT NOT NULL DEFAULT '',
-            system_prompt TEXT NOT NULL DEFAULT '',
-            levers TEXT NOT NULL DEFAULT '{}'
-        )
-        """
-    )
-    conn.execute("CREATE INDEX conversations_by_update ON conversations (updated_at)")
-    conn.execute(
-        f"""
-        CREATE TABLE messages (
-            seq INTEGER PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-            content TEXT NOT NULL,
-            status TEXT NOT NULL CHECK ({_STATUS_CHECK}),
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            {_PROVENANCE_COLUMNS},
-            UNIQUE (conversation_id, position)
-        )
-        """
-    )
-
-
-def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Alternatives: messages become a tree (``parent_id``) with one active version each.
-
-    SQLite cannot drop a constraint, so the table is rebuilt (create, copy, drop, rename);
-    the caller has switched foreign keys off and checks them before committing.
-    """
-    conn.execute(
-        f"""
-        CREATE TABLE messages_v2 (
-            seq INTEGER PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            parent_id TEXT REFERENCES messages (id) ON DELETE CASCADE,
-            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
-            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-            content TEXT NOT NULL,
-            status TEXT NOT NULL CHECK ({_STATUS_CHECK}),
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            {_PROVENANCE_COLUMNS}
-        )
-        """
-    )
-    # Each message's parent is the one just before it in its chat.
-    conn.execute(
-        f"""
-        INSERT INTO messages_v2 (
-            seq, id, conversation_id, parent_id, active, role, content, status,
-            created_at, updated_at, {_PROVENANCE_NAMES}
-        )
-        SELECT seq, id, conversation_id,
-               LAG(id) OVER (PARTITION BY conversation_id ORDER BY position),
-               1, role, content, status, created_at, updated_at, {_PROVENANCE_NAMES}
-        FROM messages
-        ORDER BY seq
-        """  # noqa: S608 (constant column lists)
-    )
-    conn.execute("DROP TABLE messages")
-    conn.execute("ALTER TABLE messages_v2 RENAME TO messages")
-    conn.execute("CREATE INDEX messages_by_parent ON messages (conversation_id, parent_id)")
-    conn.execute("CREATE INDEX messages_by_parent_id ON messages (parent_id)")
-    conn.execute(
-        "CREATE UNIQUE INDEX one_active_version"
-        " ON messages (conversation_id, coalesce(parent_id, '')) WHERE active = 1"
-    )
-
-
-Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: tuple[Migration, ...] = (
-    _migrate_0_to_1,
-    _migrate_1_to_2,
-    inspections.migrate_2_to_3,
-)
-SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-_CONVERSATION_COLUMNS = frozenset(
-    {"id", "title", "created_at", "updated_at", "profile", "system_prompt", "levers"}
-)
-_MESSAGE_COLUMNS = frozenset(
-    {
-        "seq", "id", "conversation_id", "role", "content", "status", "created_at", "updated_at",
-        *(name.strip() for name in _PROVENANCE_NAMES.split(",")),
-    }
-)  # fmt: skip
-# The tables and columns each schema version must have; anything less is not our database.
-REQUIRED_COLUMNS: Final[dict[int, dict[str, frozenset[str]]]] = {
-    1: {
-        "conversations": _CONVERSATION_COLUMNS,
-        "messages": _MESSAGE_COLUMNS | {"position"},
-    },
-    2: {
-        "conversations": _CONVERSATION_COLUMNS,
-        "messages": _MESSAGE_COLUMNS | {"parent_id", "active"},
-    },
-    3: {
-        "conversations": _CONVERSATION_COLUMNS,
-        "messages": _MESSAGE_COLUMNS | {"parent_id", "active"},
-        inspections.TABLE: inspections.COLUMNS,
-    },
-}
-
-
-def schema_problem(conn: sqlite3.Connection, version: int) -> str | None:
-    """Why the schema does not match ``version`` (None when it does)."""
-    tables = {
-        row[0]
-        for row in conn.execute(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
-    }
-    if version == 0:
-        if tables:
-            return "it has tables of another program: " + ", ".join(sorted(tables))
-        return None
-    for table, required in REQUIRED_COLUMNS[version].items():
-        if table not in tables:
-            return f"table '{table}' is missing"
-        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        missing = sorted(required - present)
-        if missing:
-            return f"table '{table}' lacks column(s) " + ", ".join(missing)
-    return None
-
-
-def migrate(conn: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> int:
-    """Bring the database up to schema ``target`` in one transaction; return the old version.
-
-    Anything failing rolls everything back. The version is read inside the write transaction,
-    so two processes opening a new database at once migrate it only once.
-    """
-    # Foreign keys must be off for a table rebuild, and the pragma is ignored inside a
-    # transaction, so it is switched here; foreign_key_check runs before the commit.
-    conn.execute("PRAGMA foreign_keys = OFF")
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            _refuse_unknown(conn, path, version)
-            for step in range(version, target):
-                MIGRATIONS[step](conn)
-            if version < target:
-                problems = conn.execute("PRAGMA foreign_key_check").fetchall()
-                if problems:
-                    raise HistoryError(
-                        f"migrating {path} to schema {target} broke {len(problems)} "
-                        "reference(s); nothing was changed"
-                    )
-                conn.execute(f"PRAGMA user_version = {int(target)}")
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback_quietly(conn)
-            raise
-    finally:
-        conn.execute("PRAGMA foreign_keys = ON")
-    return version
-
-
-def _refuse_unknown(conn: sqlite3.Connection, path: Path, version: int) -> None:
-    if version > SCHEMA_VERSION:
-        raise HistoryUnavailable(
-            path,
-            f"{path} was written by a newer leverchat (history schema version {version}; this "
-            f"version knows up to {SCHEMA_VERSION}). It was left untouched: upgrade leverchat "
-            "to open it.",
-        )
-    if version < 0:
-        raise HistoryUnavailable(path, _not_ours(path, f"its schema version is {version}"))
-    problem = schema_problem(conn, version)
-    if problem is not None:
-        raise HistoryUnavailable(path, _not_ours(path, problem))
-
-
-def _not_ours(path: Path, why: str) -> str:
-    return (
-        f"{path} is not a leverchat history database ({why}). It was left untouched: move it "
-        "aside (or set LEVERCHAT_DATA_DIR) to start a new history."
-    )
-
-
-def _damaged(path: Path, why: str) -> str:
-    return (
-        f"{path} is damaged ({why}). It was left untouched: restore it from a backup, or move "
-        "it aside to start a new history (the sqlite3 tool's .recover may rescue its chats)."
-    )
-
-
-def check_database_file(path: Path) -> None:
-    """Refuse an existing file that is not a healthy history database we can open.
-
-    Reads only: the header with plain file I/O, then a read-only SQLite connection (which
-    can neither write nor checkpoint), so a refused file stays byte-for-byte as it was.
-    """
-    if not path.exists():
-        return
-    if path.is_dir():
-        raise HistoryUnavailable(path, f"{path} is a folder, not a history database file.")
-    if (special := special_file_reason(path)) is not None:  # a FIFO would block the open
-        raise HistoryUnavailable(path, f"{path} {special}: move it aside.")
-    try:
-        with path.open("rb") as file:
-            header = file.read(len(_SQLITE_MAGIC))
-    except OSError as error:
-        raise HistoryUnavailable(path, f"cannot read {path}: {error.strerror}") from error
-    if not header:
-        return  # An empty file is an empty SQLite database: it becomes a new history.
-    if header != _SQLITE_MAGIC:
-        raise HistoryUnavailable(path, _not_ours(path, "it is not an SQLite database"))
-    try:
-        conn = sqlite3.connect(
-            path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
-        )
-    except sqlite3.Error as error:
-        raise _check_failed(path, error) from error
-    try:
-        # One read transaction: every check sees the same snapshot. Without it, another
-        # process creating the schema between the version read and the table listing made a
-        # brand-new history look like "tables of another program" (two starts at once).
-        conn.execute("BEGIN")
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            _refuse_unknown(conn, path, version)
-        problems = [row[0] for row in conn.execute("PRAGMA integrity_check(5)")]
-        if problems != ["ok"]:
-            found = "; ".join(" ".join(str(problem).split()) for problem in problems)
-            raise HistoryUnavailable(path, _damaged(path, found[:300]))
-        _refuse_unknown(conn, path, version)
-    except sqlite3.Error as error:
-        raise _check_failed(path, error) from error
-    finally:
-        _rollback_quietly(conn)
-        conn.close()
-
-
-def _check_failed(path: Path, error: sqlite3.Error) -> HistoryError:
-    """Busy or unreadable is not damaged: only real damage gets the 'damaged' advice."""
-    text = str(error)
-    if "locked" in text or "busy" in text:
-        return HistoryError(f"the history {path} is busy (another leverchat is writing); retry")
-    if "unable to open" in text or "readonly" in text or "permission" in text.lower():
-        return HistoryUnavailable(
-            path,
-            f"cannot open the history {path} ({text}); check its "
-            "permissions. It was left untouched.",
-        )
-    return HistoryUnavailable(path, _damaged(path, text))
-
-
-def _switch_to_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
-    """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
-
-    Switching a new database to WAL needs an exclusive lock, and SQLite answers "database is
-    locked" at once, without its busy handler, while another connection reads the file: two
-    leverchat starts on a fresh install (one checking the file, one switching) failed so.
-    """
-    deadline = time.monotonic() + timeout_s
-    pause = 0.005
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as error:
-            text = str(error)
-            if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.1)
-
-
-def _rollback_quietly(conn: sqlite3.Connection) -> None:
-    try:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass  # The original error is the one worth reporting.
-
-
-# --------------------------------------------------------------------------------------------
 # The store
 
 
@@ -601,7 +211,7 @@ def _parse_timestamp(text: str) -> datetime:
 
 _MESSAGE_SELECT = f"""
     id, parent_id, active, role, content, status, created_at, updated_at,
-    {_PROVENANCE_NAMES}
+    {_STORED_PROVENANCE}
 """
 
 # The active path of one chat, with each message's version number among its siblings.
@@ -710,7 +320,7 @@ class HistoryStore:
             raise HistoryError(f"cannot open the history {self.path}: {error}") from error
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-            _switch_to_wal(conn, self._busy_timeout_s)
+            switch_to_wal(conn, self._busy_timeout_s)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.create_function("casefold", 1, _casefold, deterministic=True)
@@ -748,7 +358,7 @@ class HistoryStore:
         if isinstance(error, sqlite3.IntegrityError):
             return HistoryError(f"refused by the history {self.path}: {text}")
         if "malformed" in text or "not a database" in text:
-            return HistoryUnavailable(self.path, _damaged(self.path, text))
+            return HistoryUnavailable(self.path, damaged(self.path, text))
         return HistoryError(f"the history {self.path} failed: {text}")
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -768,10 +378,10 @@ class HistoryStore:
                 yield conn
                 conn.execute("COMMIT")
             except sqlite3.Error as error:
-                _rollback_quietly(conn)
+                rollback_quietly(conn)
                 raise self._wrap(error) from error
             except BaseException:
-                _rollback_quietly(conn)
+                rollback_quietly(conn)
                 raise
 
     def _open_connection(self) -> sqlite3.Connection:
@@ -1096,13 +706,12 @@ class HistoryStore:
             chat_id = str(row[0])
             if provenance is not None:
                 conn.execute(
-                    f"UPDATE messages SET ({_PROVENANCE_NAMES}) = ({', '.join('?' * 9)})"  # noqa: S608
-                    " WHERE id = ?",
-                    (*_provenance_columns(provenance), message_id),
+                    _UPDATE_PROVENANCE_SQL,
+                    (*provenance_columns(provenance), message_id),
                 )
             else:
                 stored = conn.execute(
-                    f"SELECT {_PROVENANCE_NAMES} FROM messages WHERE id = ?",  # noqa: S608
+                    f"SELECT {_STORED_PROVENANCE} FROM messages WHERE id = ?",  # noqa: S608
                     (message_id,),
                 ).fetchone()
                 provenance = self._provenance_from_columns(stored, message_id)
@@ -1224,13 +833,17 @@ class HistoryStore:
     def _insert_message(
         self, conn: sqlite3.Connection, conversation_id: str, message: StoredMessage
     ) -> None:
-        provenance = _provenance_columns(message.provenance) if message.provenance else (None,) * 9
+        provenance = (
+            provenance_columns(message.provenance)
+            if message.provenance
+            else (None,) * _PROVENANCE_COUNT
+        )
         conn.execute(
             f"""
             INSERT INTO messages (
                 id, conversation_id, parent_id, active, role, content, status,
-                created_at, updated_at, {_PROVENANCE_NAMES}
-            ) VALUES ({", ".join("?" * 18)})
+                created_at, updated_at, {_STORED_PROVENANCE}
+            ) VALUES ({", ".join("?" * (9 + _PROVENANCE_COUNT))})
             """,  # noqa: S608 (constant column lists)
             (
                 message.id,
@@ -1295,7 +908,7 @@ class HistoryStore:
 
         def message(row: Sequence[Any]) -> tuple[Message, str | None]:
             stored, note = self._checked_message(row)
-            return stored.to_message(version=row[17], version_count=row[18]), note
+            return stored.to_message(version=row[_VERSION], version_count=row[_VERSION + 1]), note
 
         # The rest of the chat opens without the unreadable messages; the caller says so.
         messages, skipped = rows.collect(found, message, conversation_id)
@@ -1307,7 +920,9 @@ class HistoryStore:
         the reason returned, since the text is still the user's."""
         values = rows.message_fields(row)
         try:
-            return StoredMessage(**values, provenance=_provenance(row[8:17])), None
+            return StoredMessage(
+                **values, provenance=provenance_from_columns(row[8:_VERSION])
+            ), None
         except ValueError as error:
             reason = f"its provenance cannot be read ({error}); shown without it"
             return StoredMessage(**values), reason
@@ -1315,7 +930,7 @@ class HistoryStore:
     def _provenance_from_columns(
         self, columns: Sequence[Any], message_id: str
     ) -> ReplyProvenance | None:
-        return self._decode(lambda: _provenance(columns), message_id)
+        return self._decode(lambda: provenance_from_columns(columns), message_id)
 
     def _decode(self, decode: Callable[[], _T], record_id: str) -> _T:
         try:
@@ -1327,29 +942,6 @@ class HistoryStore:
             ) from error
 
 
-def _provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
-    return (
-        provenance.model,
-        provenance.profile,
-        provenance.system_prompt,
-        provenance.seed,
-        provenance.stop_reason.value if provenance.stop_reason else None,
-        provenance.error,
-        levers_to_json(provenance.levers),
-        json.dumps([lever_change_to_mapping(change) for change in provenance.lever_changes]),
-        json.dumps(_stats_and_remote(provenance)),
-    )
-
-
-def _stats_and_remote(provenance: ReplyProvenance) -> dict[str, Any]:
-    """The stats column; a remote reply's provenance rides in it under "remote" (no schema
-    change: stats_from_mapping ignores keys it does not know)."""
-    data = stats_to_mapping(provenance.stats)
-    if provenance.remote is not None:
-        data["remote"] = remote_to_mapping(provenance.remote)
-    return data
-
-
 def _casefold(value: object) -> str | None:
     if isinstance(value, bytes):  # search passes content as a BLOB: invalid UTF-8 must not raise
         try:
@@ -1357,16 +949,6 @@ def _casefold(value: object) -> str | None:
         except UnicodeDecodeError:
             return None
     return value.casefold() if isinstance(value, str) else None
-
-
-def _provenance(columns: Sequence[Any]) -> ReplyProvenance | None:
-    mapping = rows.provenance_mapping(columns)
-    if mapping is None:
-        return None
-    # A remote reply's provenance rides in the stats column (see _stats_and_remote).
-    stats = mapping["stats"]
-    mapping["remote"] = stats.get("remote") if isinstance(stats, dict) else None
-    return provenance_from_mapping(mapping)
 
 
 def _snippet(content: str, needle: str, before: int = 30, width: int = 100) -> str:

@@ -29,7 +29,8 @@ class ReplayLevers:
 
     ``stop_after_tokens`` (with ``cancel``): end the reply after that many tokens, as a reply
     the user stopped did; the event is set while the last of them is being picked, so the
-    engine stops at its next step.
+    engine stops at its next step. ``first_token``: the index of the first sampled token (a
+    branch's given start is that many tokens).
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class ReplayLevers:
         *,
         cancel: threading.Event | None = None,
         stop_after_tokens: int | None = None,
+        first_token: int = 0,
     ) -> None:
         self._start = start
         self._changes = {change.token_index: change.levers for change in changes}
@@ -46,7 +48,9 @@ class ReplayLevers:
         self._stop_after = stop_after_tokens
         self._lock = threading.Lock()
         self._started = False
-        self._next_token = 0  # the token index of the next per-step read
+        # The token index of the next per-step read: after a branch's given start (whose
+        # tokens the engine feeds without reading the levers), its length.
+        self._next_token = first_token
         self._check_pending = False  # the next read is the "is it done?" check (3. above)
         self._version = 0
         self._levers = start

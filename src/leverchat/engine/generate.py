@@ -169,11 +169,12 @@ class Generator:
             stop_filter = StopStringFilter()
             inspector = self._inspector(request, state)
 
+            prefix_ids = self._prefix_ids(request)
             with torch.inference_mode():
-                logits, reused = self._prefill(prompt_ids)
-                stats = replace(
-                    stats, reused_prefix_tokens=reused, prefilled_tokens=len(prompt_ids) - reused
+                logits, reused, fed = self._start(
+                    prompt_ids, prefix_ids, picker, decoder, inspector, levers, state, on_chunk
                 )
+                stats = replace(stats, reused_prefix_tokens=reused, prefilled_tokens=fed - reused)
                 stop_reason = StopReason.MAX_TOKENS
                 while True:
                     if request.cancel.is_set():
@@ -250,6 +251,50 @@ class Generator:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _prefix_ids(self, request: GenerationRequest) -> list[int]:
+        """The tokens a branched reply starts with (empty: an ordinary reply)."""
+        prefix = request.reply_prefix
+        if prefix is None:
+            return []
+        if prefix.token_ids:
+            return [*prefix.token_ids, *(self._encode_text(prefix.tail) if prefix.tail else [])]
+        return self._encode_text(prefix.text)
+
+    def _start(
+        self,
+        prompt_ids: list[int],
+        prefix_ids: list[int],
+        picker: TokenPicker,
+        decoder: IncrementalDecoder,
+        inspector: Inspector | None,
+        levers: Levers,
+        state: _ReplyState,
+        on_chunk: ChunkCallback | None,
+    ) -> tuple[Any, int, int]:
+        """Feed the prompt and a branch's given start; return the logits for the next token,
+        the tokens reused from the cache and the tokens fed.
+
+        The given tokens are the reply's own first tokens: the penalties see them, they count
+        in the reply's token indexes (lever changes, max_new_tokens), and their text streams
+        first. They bypass the stop strings (the user chose that text). Without the inspector
+        they are fed with the prompt in one pass; with it, one at a time, so that each gets its
+        record (what the model would have said there) like a sampled token.
+        """
+        if inspector is None:
+            logits, reused = self._prefill(prompt_ids + prefix_ids)
+            for token in prefix_ids:
+                picker.accept(token)
+        else:
+            logits, reused = self._prefill(prompt_ids)
+            for token in prefix_ids:
+                inspector.observe(picker, logits, levers, token)
+                picker.accept(token)
+                logits = self._step(token)
+        state.token_ids.extend(prefix_ids)
+        state.prefix_tokens = len(prefix_ids)
+        state.emit("".join(decoder.step(token) for token in prefix_ids), on_chunk)
+        return logits, reused, len(prompt_ids) + len(prefix_ids)
+
     def _inspector(self, request: GenerationRequest, state: _ReplyState) -> Inspector | None:
         if request.inspect <= 0:
             return None
@@ -321,7 +366,7 @@ class Generator:
         finished = time.perf_counter()
         first = state.first_token_at
         ttft = (first - started) if first is not None else 0.0
-        decode_tokens = len(state.token_ids) - 1
+        decode_tokens = len(state.token_ids) - state.prefix_tokens - 1  # sampled ones
         decode_time = (state.last_token_at - first) if first and state.last_token_at else 0.0
         tokens_per_s = decode_tokens / decode_time if decode_tokens > 0 and decode_time > 0 else 0.0
         stats = replace(
@@ -344,6 +389,7 @@ class Generator:
             inspection=tuple(state.inspections),
             prompt_format=self._format_name,
             lever_tokens=state.lever_tokens,
+            prefix_tokens=state.prefix_tokens,
         )
 
 
@@ -356,6 +402,7 @@ class _ReplyState:
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
         self.lever_tokens: tuple[LeverTokens, ...] = ()
+        self.prefix_tokens = 0  # the first token_ids were given (a branch), not sampled
 
     @property
     def text(self) -> str:

@@ -79,6 +79,22 @@ class LeverChange:
     changed: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ReplyPrefix:
+    """The start of a reply, given rather than sampled: a branch from one of its tokens.
+
+    ``text`` is the whole prefix, which every engine can send (a remote server continues it
+    as a final assistant message). A local engine starts the reply with exactly
+    ``token_ids`` then the tokens of ``tail`` (the text after them, tokenized as it stands);
+    with no ``token_ids`` it tokenizes ``text``. The reply streams the prefix first, and the
+    levers' max_new_tokens counts only the tokens sampled after it.
+    """
+
+    text: str
+    token_ids: tuple[int, ...] = ()
+    tail: str = ""
+
+
 @dataclass
 class GenerationRequest:
     messages: tuple[ChatMessage, ...]
@@ -88,6 +104,8 @@ class GenerationRequest:
     # Token inspector: record the top ``inspect`` alternatives of every reply token (0: off,
     # and then it costs nothing). See engine/inspection.py.
     inspect: int = 0
+    # Continue the reply from this start instead of from nothing (a branch; see ReplyPrefix).
+    reply_prefix: ReplyPrefix | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +189,8 @@ class GenerationResult:
     prompt_format: str = ""
     # The banned phrases and DRY breakers of the reply's last levers, as tokens.
     lever_tokens: tuple[LeverTokens, ...] = ()
+    # How many of ``token_ids`` were the request's reply_prefix (given, not sampled).
+    prefix_tokens: int = 0
 
     @property
     def failed(self) -> bool:

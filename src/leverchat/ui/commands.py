@@ -113,6 +113,17 @@ def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
             f"({key('inspect_tokens')})",
             screen.action_inspect_tokens,
         ),
+        PaletteCommand(
+            "Version tree",
+            f"The versions of the focused or last reply as a tree ({key('version_tree')})",
+            screen.action_version_tree,
+        ),
+        PaletteCommand(
+            "Branch the reply at…",
+            "Keep the focused or last reply up to a point, write there, let the model go on "
+            f"({key('reply.branch')} on a reply)",
+            screen.action_branch_at,
+        ),
         PaletteCommand("Load model…", "Load another model", screen.ask_model_path),
         PaletteCommand(
             "Help",

@@ -122,6 +122,20 @@ KEYS: tuple[KeySpec, ...] = (
         "Own text",
     ),
     KeySpec("tokens.leave", "escape", "Leave the token cursor", "token table", "Leave"),
+    KeySpec(
+        "version_tree",
+        "f7",
+        "Show the versions of the focused reply as a tree",
+        "chat",
+        "Versions",
+    ),
+    KeySpec(
+        "reply.branch",
+        "b",
+        "Branch this reply at a position you choose (a new version)",
+        "focused reply",
+        "Branch",
+    ),
 )
 
 KEYS_BY_ID: dict[str, KeySpec] = {spec.id: spec for spec in KEYS}

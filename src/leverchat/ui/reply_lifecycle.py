@@ -24,6 +24,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from leverchat.branch import BranchStart
 from leverchat.chat import MessageStatus, ReplyProvenance, new_id
 from leverchat.engine.types import (
     GenerationRequest,
@@ -64,6 +65,8 @@ class Reply:
     saved_length: int = 0
     # The seed this reply runs with (chosen when it starts; None for a replay, which has one).
     seed: int | None = None
+    # A branch of another version: the start it continues from (see ui/branching.py).
+    branch: BranchStart | None = None
 
 
 # -- sending -------------------------------------------------------------------------------
@@ -131,7 +134,11 @@ def save_settings(screen: ChatScreen, settings: ReplySettings) -> None:
 
 
 async def start_reply(
-    screen: ChatScreen, *, new_seed: bool, replay: ReplayPlan | None = None
+    screen: ChatScreen,
+    *,
+    new_seed: bool,
+    replay: ReplayPlan | None = None,
+    branch: BranchStart | None = None,
 ) -> None:
     reply_id = new_id()
     waiting = screen.model_info is None and screen.load_error is None
@@ -141,7 +148,9 @@ async def start_reply(
         settings = ReplySettings(recorded.profile, recorded.system_prompt, recorded.levers)
     else:
         settings = panel_settings(screen)
-    reply = Reply(reply_id, view, settings, new_seed=new_seed, replay=replay)
+    if replay is not None and replay.provenance.branch is not None:
+        branch = BranchStart.again(replay.provenance.branch)  # the same start again
+    reply = Reply(reply_id, view, settings, new_seed=new_seed, replay=replay, branch=branch)
     if replay is None:
         # Pick the seed now rather than letting the engine pick it, so that it is saved
         # with the reply from its first token: a reply cut short by a kill can still be
@@ -186,6 +195,8 @@ def launch(screen: ChatScreen, reply: Reply) -> None:
             recorded.lever_changes,
             cancel=cancel,
             stop_after_tokens=reply.replay.stop_after_tokens,
+            # A branch's given tokens take no lever reads: its first sampled token has this index.
+            first_token=len(reply.branch.prefix.token_ids) if reply.branch else 0,
         )
     elif reply.seed is not None and reply.seed != screen.live_levers.get().seed:
         source = FreshSeed(screen.live_levers, reply.seed)
@@ -195,6 +206,7 @@ def launch(screen: ChatScreen, reply: Reply) -> None:
         cancel=cancel,
         prompt_format=screen.profiles.profile.prompt_format,
         inspect=screen.inspector.top_n(),  # 0 while the token inspector is off: no cost
+        reply_prefix=reply.branch.prefix if reply.branch is not None else None,
     )
     reply.request = request
     reply_id = reply.reply_id
@@ -338,6 +350,7 @@ def provenance(
         remote=result.remote if result else None,
         format_stops=result.format_stops if result else (),
         prompt_format=result.prompt_format if result else "",
+        branch=reply.branch.recorded(result) if reply.branch is not None else None,
     )
 
 

@@ -88,6 +88,19 @@ def generate_reply(
     seed = levers.seed if levers.seed is not None else random_seed()
     reply = _Reply(started=time.perf_counter())
     tracker = _LeverTracker(request, session, version, levers)
+    if request.reply_prefix is not None and request.reply_prefix.text:
+        # A branch: the reply starts with the given text and continues it, the way a lever
+        # change continues a reply (a server has no token ids, so the text is all it gets).
+        if not _can_continue(session):
+            return failed_result(
+                start_levers,
+                f"{session.dialect.label} cannot continue a reply without the model's chat "
+                "template, so a reply cannot be branched on this server",
+                None,
+            )
+        reply.pieces.append(request.reply_prefix.text)
+        if on_chunk is not None:
+            on_chunk(request.reply_prefix.text)
     tracker.read(reply)
     # The persona note (persona.py) is placed once, from the levers the reply starts with.
     messages = with_persona_note(request.messages, start_levers)

@@ -36,6 +36,8 @@ from leverchat.chat import Conversation, MessageStatus
 from leverchat.engine.types import ChatEngine, GenerationResult, ModelInfo, ModelSpec
 from leverchat.levers import LiveLevers
 from leverchat.ui import (
+    branch_views,
+    branching,
     model_loading,
     panel_layout,
     profile_actions,
@@ -44,6 +46,7 @@ from leverchat.ui import (
     saved_chats,
     versions,
 )
+from leverchat.ui.branch_request import BranchRequested
 from leverchat.ui.flush_pacer import FlushPacer
 from leverchat.ui.history_session import HistorySession
 from leverchat.ui.inspector_view import Inspector
@@ -83,6 +86,7 @@ class ChatScreen(Screen[None]):
         binding("reproduce", "reproduce", show=False),
         binding("version_previous", "step_version(-1)", show=False),
         binding("version_next", "step_version(1)", show=False),
+        binding("version_tree", "version_tree", show=False),
         binding("scroll_up", "scroll_chat(-1)", show=False, priority=True),
         binding("scroll_down", "scroll_chat(1)", show=False, priority=True),
         binding("inspect", "inspect", show=False),
@@ -320,7 +324,22 @@ class ChatScreen(Screen[None]):
     @on(ReplyView.Action)
     def _on_reply_action(self, message: ReplyView.Action) -> None:
         reply = message.reply
+        if message.action == "branch":
+            branch_views.ask_branch_at(self, reply.reply_id)
+            return
         reply_actions.reply_button(self, message.action, reply.reply_id, reply.text)
+
+    # -- branches (ui/branching.py, ui/branch_views.py) ----------------------------------------
+
+    @on(BranchRequested)
+    async def _on_branch_requested(self, message: BranchRequested) -> None:
+        await branching.branch_from_token(self, message)
+
+    def action_version_tree(self) -> None:
+        branch_views.show_version_tree(self)
+
+    def action_branch_at(self) -> None:
+        branch_views.ask_branch_at(self, None)
 
     @on(Markdown.LinkClicked)
     def _on_link_clicked(self, message: Markdown.LinkClicked) -> None:

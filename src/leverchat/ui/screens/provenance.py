@@ -43,6 +43,12 @@ def provenance_lines(provenance: ReplyProvenance) -> list[str]:
         lines.append(f"Format stops:    {stops} (the prompt format's own)")
     if provenance.error:
         lines.append(f"Error:           {provenance.error}")
+    if provenance.branch is not None:
+        given = len(provenance.branch.prefix_ids)
+        lines.append(
+            f"Branched:        {provenance.branch.where()}, continued from "
+            + (f"{given} given tokens" if given else "the given text")
+        )
     lines.append("")
     lines.append("Levers at the start:")
     for spec in LEVER_SPECS:

@@ -54,6 +54,7 @@ class ReplyView(Vertical, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         binding("reply.copy", "copy_reply"),
         binding("reply.provenance", "show_provenance"),
+        binding("reply.branch", "branch_reply"),
     ]
 
     class Action(Message):
@@ -199,3 +200,6 @@ class ReplyView(Vertical, can_focus=True):
 
     def action_show_provenance(self) -> None:
         self.post_message(self.Action(self, "provenance"))
+
+    def action_branch_reply(self) -> None:
+        self.post_message(self.Action(self, "branch"))
