@@ -198,6 +198,12 @@ def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
     return parse
 
 
+def lever_value(spec: LeverSpec, text: str) -> Any:
+    """One lever value typed as text (e.g. by `sweep --values`), parsed and validated exactly
+    as the lever's own option parses it; argparse.ArgumentTypeError names what is wrong."""
+    return _lever_type(spec)(text)
+
+
 def add_lever_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "levers", "sampling levers; each overrides the profile's value"
