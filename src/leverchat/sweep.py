@@ -118,19 +118,19 @@ def parse_values(spec: LeverSpec, text: str) -> tuple[Any, ...]:
                 values.append("")
                 continue
             raise SweepError(
-                f"--values for {spec.name}: an empty value in {visible(text)!r}; "
+                f"values to sweep {spec.name} over: an empty value in {visible(text)!r}; "
                 "separate the values with single commas, e.g. "
                 + suggested_values(spec.name).replace(" ", "")
             )
         try:
-            value = lever_value(spec, piece)
+            value = lever_value(spec, piece if spec.kind == "text" else piece.strip())
         except (LeverError, argparse.ArgumentTypeError) as error:
-            raise SweepError(f"--values for {spec.name}: {error}") from None
+            raise SweepError(f"values to sweep {spec.name} over: {error}") from None
         if value not in values:
             values.append(value)
     if len(values) > MAX_VALUES:
         raise SweepError(
-            f"--values for {spec.name}: {len(values)} values; a sweep takes at most "
+            f"values to sweep {spec.name} over: {len(values)} values; a sweep takes at most "
             f"{MAX_VALUES} (each one is a whole reply)"
         )
     return tuple(values)

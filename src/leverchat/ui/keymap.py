@@ -89,6 +89,14 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("lever.step_up", "up,plus", "Lever one step up", "lever", "Step up"),
     KeySpec("lever.step_down", "down", "Lever one step down", "lever", "Step down"),
     KeySpec("lever.minus", "minus", "Lever one step down (or a minus sign)", "lever", "Step down"),
+    KeySpec(
+        "sweep",
+        "f9",
+        "Lever sweep: the prompt (or the last message) once per value of one lever, one seed",
+        "chat",
+        "Sweep",
+    ),
+    KeySpec("sweep.keep", "enter", "Copy this cell's reply (OSC 52)", "sweep cell", "Copy"),
 )
 
 KEYS_BY_ID: dict[str, KeySpec] = {spec.id: spec for spec in KEYS}
@@ -253,7 +261,7 @@ def _typing_key_problem(binding_id: str, keys: str) -> str | None:
             # Not a priority binding: a text box with the focus would keep this key.
             return (
                 f"'{key.strip()}' is a key of the text boxes (the prompt, the lever boxes); "
-                f"give {binding_id} a key they leave alone, like escape or f9"
+                f"give {binding_id} a key they leave alone, like escape or f12"
             )
         *modifiers, name = normal_key(key).split("+")
         if set(modifiers) - {"shift"}:

@@ -82,6 +82,7 @@ class ChatScreen(Screen[None]):
         binding("version_next", "step_version(1)", show=False),
         binding("scroll_up", "scroll_chat(-1)", show=False, priority=True),
         binding("scroll_down", "scroll_chat(1)", show=False, priority=True),
+        binding("sweep", "sweep", show=False),
     ]
 
     def __init__(
@@ -286,6 +287,12 @@ class ChatScreen(Screen[None]):
 
     async def action_edit_last(self) -> None:
         await versions.edit_last(self)
+
+    def action_sweep(self) -> None:
+        """The prompt (or the last message) once per value of one lever: ui/sweep_actions."""
+        from leverchat.ui import sweep_actions
+
+        sweep_actions.open_sweep(self)
 
     # -- what can be done with a reply -----------------------------------------------------
 
