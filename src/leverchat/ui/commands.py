@@ -108,6 +108,12 @@ def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
             screen.action_sweep,
         ),
         PaletteCommand(
+            "A/B send…",
+            "Send the message under the current settings and another, one seed; keep one "
+            f"({key('ab_send')})",
+            screen.action_ab_send,
+        ),
+        PaletteCommand(
             "Help",
             f"Every key and its binding id ({key('help')})",
             partial(screen.app.run_action, "app.help"),

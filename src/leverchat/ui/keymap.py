@@ -97,6 +97,21 @@ KEYS: tuple[KeySpec, ...] = (
         "Sweep",
     ),
     KeySpec("sweep.keep", "enter", "Copy this cell's reply (OSC 52)", "sweep cell", "Copy"),
+    KeySpec(
+        "ab_send",
+        "f8",
+        "A/B: send the message under the current settings and another (one seed); keep one",
+        "chat",
+        "A/B",
+    ),
+    KeySpec(
+        "ab.keep",
+        "enter",
+        "Keep this reply; the other stays a version (left/right choose)",
+        "A/B reply",
+        "Keep",
+    ),
+    KeySpec("ab.provenance", "f3,i", "Show how this reply was made", "A/B reply", "Provenance"),
 )
 
 KEYS_BY_ID: dict[str, KeySpec] = {spec.id: spec for spec in KEYS}

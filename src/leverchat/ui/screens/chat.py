@@ -83,6 +83,7 @@ class ChatScreen(Screen[None]):
         binding("scroll_up", "scroll_chat(-1)", show=False, priority=True),
         binding("scroll_down", "scroll_chat(1)", show=False, priority=True),
         binding("sweep", "sweep", show=False),
+        binding("ab_send", "ab_send", show=False),
     ]
 
     def __init__(
@@ -293,6 +294,12 @@ class ChatScreen(Screen[None]):
         from leverchat.ui import sweep_actions
 
         sweep_actions.open_sweep(self)
+
+    def action_ab_send(self) -> None:
+        """The message under two settings, one seed; one kept: ui/ab_compare."""
+        from leverchat.ui import ab_compare
+
+        ab_compare.open_ab(self)
 
     # -- what can be done with a reply -----------------------------------------------------
 
