@@ -132,7 +132,7 @@ async def test_escape_stops_a_running_sweep_then_closes(make_app, engine):
         await sweep_done(pilot, screen)
         assert isinstance(app.screen, SweepScreen)  # the first Escape only stopped it
         assert len(engine.seen) == 1  # the other values never ran
-        assert "stop: stopped" in frame_text(app)
+        assert "tok/s · stopped" in frame_text(app)
         assert screen.cells[0].text == "Once"  # the text written before Escape is kept
         assert "(not run: the sweep was stopped)" in frame_text(app)
         await pilot.press("escape")

@@ -130,7 +130,7 @@ class ABScreen(Screen[ABOutcome | None]):
     ABScreen .ab-pane:focus { border: double $accent; }
     ABScreen .ab-status { color: $text-muted; height: auto; }
     ABScreen .ab-text { height: auto; }
-    ABScreen #ab-hint { height: 1; padding: 0 1; color: $text-muted; }
+    ABScreen #ab-hint { height: auto; padding: 0 1; color: $text-muted; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -171,8 +171,8 @@ class ABScreen(Screen[ABOutcome | None]):
             yield Vertical(id="ab-grid")
         yield Static(
             plain(
-                "Enter in the value box: send · ←/→: A or B · Enter: keep it · F3: how it "
-                "was made · Esc: stop, then close (keeps A)"
+                "Enter in the value box: send · ←/→: A or B · Enter: keep it · "
+                "F3: how it was made · Esc: stop, then close (keeps A)"
             ),
             id="ab-hint",
         )
@@ -316,7 +316,7 @@ class ABScreen(Screen[ABOutcome | None]):
         stats = result.stats
         status = (
             f"{stats.new_tokens} tokens · {stats.tokens_per_s:.1f} tok/s · "
-            f"stop: {result.stop_reason.description}"
+            f"{result.stop_reason.description}"
         )
         pane.show_status(status + (f" · {result.error}" if result.error else ""))
 

@@ -119,7 +119,7 @@ class SweepScreen(Screen[None]):
     SweepScreen .sweep-cell:focus { border: round $accent; }
     SweepScreen .sweep-cell-status { color: $text-muted; height: auto; }
     SweepScreen .sweep-cell-text { height: auto; }
-    SweepScreen #sweep-hint { height: 1; padding: 0 1; color: $text-muted; }
+    SweepScreen #sweep-hint { height: auto; padding: 0 1; color: $text-muted; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -146,10 +146,7 @@ class SweepScreen(Screen[None]):
         with VerticalScroll(id="sweep-scroll"):
             yield Vertical(id="sweep-grid")
         yield Static(
-            plain(
-                "Enter in the values: run · Tab: to the cells · Enter on a cell: copy its "
-                "reply · Esc: stop, then close"
-            ),
+            plain("Enter: run · Tab: cells · Enter on a cell: copy it · Esc: stop, then close"),
             id="sweep-hint",
         )
 
@@ -242,7 +239,7 @@ class SweepScreen(Screen[None]):
         stats = result.stats
         status = (
             f"{stats.new_tokens} tokens · {stats.tokens_per_s:.1f} tok/s · "
-            f"stop: {result.stop_reason.description}"
+            f"{result.stop_reason.description}"
         )
         if result.error:
             status += f" · {result.error}"
