@@ -66,7 +66,7 @@ async def test_the_grid_fills_one_cell_per_value_with_one_seed_and_stacks_below_
         assert f"temperature = 0.4 · seed {seed}" in frame
         # Untrusted text is literal: markup kept as typed, the escape shown, never sent raw.
         assert "[bold]x[/]" in frame and "list[int]" in frame and "\\x1b" in frame
-        assert "\x1b" not in frame
+        assert "\x1b" not in frame  # not in the label, nor in the values box
 
         # Two columns at 100 columns: the first two cells side by side.
         first, second = screen.cells[0].region, screen.cells[1].region
@@ -166,3 +166,21 @@ async def test_without_any_prompt_the_sweep_does_not_open(make_app, engine):
 
 def test_a_cell_is_focusable_for_the_keyboard() -> None:
     assert SweepCellView.can_focus
+
+
+async def test_a_persona_note_sweep_labels_its_cell_safely(make_app, engine):
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_sweep(pilot, "Go")
+        screen.query_one("#sweep-lever").value = "persona_note"
+        await pilot.pause()
+        screen.query_one("#sweep-values").value = "Be [bold]loud[/], \x1b[2Jnow"
+        screen.query_one("#sweep-values").focus()
+        await pilot.press("enter")
+        await sweep_done(pilot, screen)
+        assert len(screen.cells) == 1  # a note is one value, its comma included
+        note = engine.last.request.levers.snapshot()[1].persona_note
+        assert note == "Be [bold]loud[/], \x1b[2Jnow"  # sent as written
+        frame = frame_text(app)
+        assert "persona_note = Be [bold]loud[/], \\x1b[2Jnow" in frame
+        assert "\x1b" not in frame  # not in the label, nor in the values box

@@ -33,7 +33,7 @@ from leverchat.engine.types import (
 )
 from leverchat.levers import SPECS_BY_NAME, random_seed
 from leverchat.profiles import Profile, ProfileError
-from leverchat.safetext import plain, single_line
+from leverchat.safetext import plain, single_line, visible
 from leverchat.sweep import SweepError, format_value, parse_values, resolve_lever, sweepable_levers
 from leverchat.ui.ab_compare import (
     ABOutcome,
@@ -46,6 +46,7 @@ from leverchat.ui.ab_compare import (
 )
 from leverchat.ui.keymap import binding
 from leverchat.ui.replies import ChunkBuffer, ReplySettings
+from leverchat.ui.widgets.visible_editors import VisibleInput
 
 TWO_COLUMNS_AT = 100
 FLUSH_S = 0.1
@@ -165,7 +166,7 @@ class ABScreen(Screen[ABOutcome | None]):
             with Horizontal(id="ab-controls"):
                 yield Select(profiles, value=_CURRENT, allow_blank=False, id="ab-profile")
                 yield Select(levers, value=_NO_LEVER, allow_blank=False, id="ab-lever")
-                yield Input("", placeholder="value", id="ab-value")
+                yield VisibleInput("", placeholder="value", id="ab-value")
             yield Static(plain(what_differed(self.setup.a, self.setup.a)), id="ab-differ")
         with VerticalScroll(id="ab-scroll"):
             yield Vertical(id="ab-grid")
@@ -246,7 +247,7 @@ class ABScreen(Screen[ABOutcome | None]):
         try:
             b, b_format = self.side_b()
         except ValueError as error:
-            self.notify(str(error), severity="error", markup=False, timeout=8)
+            self.notify(visible(str(error)), severity="error", markup=False, timeout=8)
             return False
         a = self.setup.a
         # One seed for both, so that the settings are the only difference.

@@ -33,7 +33,7 @@ from leverchat.engine.types import (
     GenerationResult,
 )
 from leverchat.levers import SPECS_BY_NAME, Levers, random_seed
-from leverchat.safetext import plain, single_line
+from leverchat.safetext import plain, single_line, visible
 from leverchat.sweep import (
     SweepCell,
     SweepError,
@@ -46,6 +46,7 @@ from leverchat.sweep import (
 )
 from leverchat.ui.keymap import binding
 from leverchat.ui.replies import ChunkBuffer
+from leverchat.ui.widgets.visible_editors import VisibleInput
 
 # At this width or more the cells stand two side by side.
 TWO_COLUMNS_AT = 100
@@ -142,7 +143,7 @@ class SweepScreen(Screen[None]):
             yield Static(plain("Prompt: " + single_line(self.setup.prompt, 300)), id="sweep-prompt")
             with Horizontal(id="sweep-controls"):
                 yield Select(options, value=self.setup.lever, allow_blank=False, id="sweep-lever")
-                yield Input(suggested_values(self.setup.lever), id="sweep-values")
+                yield VisibleInput(suggested_values(self.setup.lever), id="sweep-values")
         with VerticalScroll(id="sweep-scroll"):
             yield Vertical(id="sweep-grid")
         yield Static(
@@ -178,7 +179,7 @@ class SweepScreen(Screen[None]):
             spec = resolve_lever(lever)
             values = parse_values(spec, values_text)
         except SweepError as error:
-            self.notify(str(error), severity="error", markup=False, timeout=8)
+            self.notify(visible(str(error)), severity="error", markup=False, timeout=8)
             return False
         if not values:
             self.notify("Give at least one value.", severity="warning")
@@ -197,7 +198,9 @@ class SweepScreen(Screen[None]):
         self.cells = [
             SweepCellView(
                 value,
-                f"{lever} = {format_value(value)} · seed {value if lever == 'seed' else seed}",
+                # A persona note is the user's text: one line, control characters visible.
+                f"{lever} = {single_line(format_value(value), 60)} · seed "
+                f"{value if lever == 'seed' else seed}",
             )
             for value in values
         ]
