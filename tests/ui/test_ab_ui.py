@@ -219,3 +219,44 @@ async def test_ab_with_a_shared_seed_is_reproducible_on_the_tiny_model(
     second = await ab_texts(make_app, tiny_model_dir, tmp_path / "two")
     assert first == second
     assert all(first)
+
+
+async def test_a_reply_is_saved_while_it_streams_and_a_failure_keeps_the_app_usable(
+    make_app, engine, history
+):
+    from leverchat.chat import MessageStatus
+
+    held = Script(["Once", " upon"], hold_after=1)
+    engine.scripts.extend([held, Script(["Never"], fail_after=0, raise_error=True)])
+    app = make_app(history=history)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_ab(pilot, "Story?")
+        screen.query_one("#ab-value").focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, held.reached_hold.is_set, "A is streaming")
+        chat = app.screen_stack[0]
+        # Killed now, the message and A's row would be in the history already.
+        saved, _info, _skipped = history.load(chat.conversation.id)
+        assert [m.content for m in saved.messages][:1] == ["Story?"]
+        assert saved.messages[-1].role == "assistant"
+        assert saved.messages[-1].status is MessageStatus.STREAMING
+        held.release.set()
+        await wait_for(pilot, lambda: not screen.running, "both ended")
+        await pilot.pause()
+        assert "failed: scripted failure" in frame_text(app)  # B raised in the engine
+        assert screen.replies[1].status is MessageStatus.FAILED
+        screen.panes[0].focus()
+        await pilot.press("enter")  # keep A
+        await wait_for(pilot, lambda: app.screen is chat, "kept A")
+        await pilot.pause()
+        assert chat.conversation.messages[-1].content == "Once upon"
+        versions = history.versions(chat.conversation.messages[-1].id)
+        assert [v.status for v in versions] == [MessageStatus.COMPLETE, MessageStatus.FAILED]
+        # The chat still works: the next message gets its reply.
+        chat.prompt.focus()
+        await pilot.pause()
+        chat.prompt.insert("And then?")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not chat.streaming, "the next reply")
+        assert chat.conversation.messages[-1].content == "Hello there!"

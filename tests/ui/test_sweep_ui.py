@@ -184,3 +184,23 @@ async def test_a_persona_note_sweep_labels_its_cell_safely(make_app, engine):
         frame = frame_text(app)
         assert "persona_note = Be [bold]loud[/], \\x1b[2Jnow" in frame
         assert "\x1b" not in frame  # not in the label, nor in the values box
+
+
+async def test_an_engine_failure_ends_the_sweep_and_the_screen_stays_usable(make_app, engine):
+    engine.scripts.append(Script(["Half", " more"], fail_after=1, raise_error=True))
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_sweep(pilot, "Go")
+        await pilot.press("enter")
+        await sweep_done(pilot, screen)
+        frame = frame_text(app)
+        assert "failed: scripted failure" in frame
+        assert screen.cells[0].text == "Half"  # what it wrote before failing is kept
+        assert "(not run: the sweep was stopped)" in frame
+        assert len(engine.seen) == 1
+        screen.query_one("#sweep-values").focus()
+        await pilot.press("enter")  # it runs again
+        await sweep_done(pilot, screen)
+        assert len(engine.seen) == 5
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SweepScreen), "closed")

@@ -6,15 +6,16 @@ same history with the same seed, one after the other (see screens/ab.py). The us
 it becomes the chat's reply, and the other stays in the history as a version of the same reply
 (alt+left/right and F3 reach it). Both carry their full provenance.
 
-Nothing enters the chat until the A/B starts: then the user's message is added (saved as any
-message is); the two replies are saved when the user keeps one (or closes the screen: A is
-kept then).
+Nothing enters the chat until the A/B starts: then the user's message is added, and both
+replies are saved as they stream, as any reply is (:class:`HistoryRecorder`). Keeping one only
+makes it the active version (closing the screen keeps A).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from leverchat.chat import MessageStatus, ReplyProvenance, new_id
 from leverchat.engine.types import ChatMessage, FormatChoice, GenerationResult, Stats, StopReason
@@ -93,8 +94,8 @@ def messages_for(
     return (*system, *history, ChatMessage("user", text))
 
 
-def provenance(model: str, reply: ABReply) -> ReplyProvenance:
-    """How one side's reply was made (final: its stop reason and error are known)."""
+def provenance(model: str, reply: ABReply, *, final: bool = True) -> ReplyProvenance:
+    """How one side's reply was made: at its start (``final`` False) or at its end."""
     settings = reply.side.settings
     result = reply.result
     return ReplyProvenance(
@@ -105,8 +106,8 @@ def provenance(model: str, reply: ABReply) -> ReplyProvenance:
         seed=result.seed if result else settings.levers.seed,
         lever_changes=result.lever_changes if result else (),
         stats=result.stats if result else Stats(),
-        stop_reason=result.stop_reason if result else StopReason.ERROR,
-        error=(result.error if result else reply.error),
+        stop_reason=(result.stop_reason if result else StopReason.ERROR) if final else None,
+        error=(result.error if result else reply.error) if final else None,
         remote=result.remote if result else None,
         format_stops=result.format_stops if result else (),
         prompt_format=result.prompt_format if result else "",
@@ -114,6 +115,61 @@ def provenance(model: str, reply: ABReply) -> ReplyProvenance:
 
 
 # -- the chat's side -------------------------------------------------------------------------
+
+
+class ABRecorder(Protocol):
+    """Where the A/B screen reports to: the chat adds the message, the history keeps both."""
+
+    async def begin(self) -> None: ...
+
+    def started(self, reply: ABReply) -> None: ...
+
+    def progress(self, reply: ABReply, text: str) -> None: ...
+
+    def finished(self, reply: ABReply) -> None: ...
+
+
+class HistoryRecorder:
+    """Puts the message in the chat when the A/B starts, and saves each reply as any reply is
+    saved (at its start, every SAVE_INTERVAL_S while it streams, at its end), both as replies
+    to that message: a kill in the middle loses at most that much of either."""
+
+    def __init__(self, screen: ChatScreen, text: str, model: str) -> None:
+        self.screen = screen
+        self.text = text
+        self.model = model
+        self.parent_id: str | None = None
+        self.saved: set[str] = set()
+        self._saved_at: dict[str, float] = {}
+
+    async def begin(self) -> None:
+        from leverchat.ui import reply_lifecycle
+
+        await reply_lifecycle.add_user_turn(self.screen, self.text)
+        self.parent_id = self.screen.conversation.messages[-1].id
+
+    def started(self, reply: ABReply) -> None:
+        history = self.screen.history
+        chat_id = self.screen.conversation.id
+        if self.parent_id is None or not history.is_saved(chat_id):
+            return
+        recorded = provenance(self.model, reply, final=False)
+        if history.start_reply(chat_id, reply.reply_id, self.parent_id, recorded) is not None:
+            self.saved.add(reply.reply_id)
+            self._saved_at[reply.reply_id] = time.monotonic()
+
+    def progress(self, reply: ABReply, text: str) -> None:
+        from leverchat.ui.reply_lifecycle import SAVE_INTERVAL_S
+
+        now = time.monotonic()
+        if reply.reply_id in self.saved and now - self._saved_at[reply.reply_id] >= SAVE_INTERVAL_S:
+            self.screen.history.update_reply(reply.reply_id, text)
+            self._saved_at[reply.reply_id] = now
+
+    def finished(self, reply: ABReply) -> None:
+        if reply.reply_id in self.saved:
+            recorded = provenance(self.model, reply)
+            self.screen.history.finish_reply(reply.reply_id, reply.text, reply.status, recorded)
 
 
 def open_ab(screen: ChatScreen) -> None:
@@ -132,51 +188,38 @@ def open_ab(screen: ChatScreen) -> None:
         screen.notify("Type the message first: A/B sends it under two settings.")
         return
     settings = reply_lifecycle.panel_settings(screen)
-    history = screen.conversation.to_chat_messages("")
+    model = screen.model_info.provenance_name
     setup = ABSetup(
         text=text,
-        history=history,
+        history=screen.conversation.to_chat_messages(""),
         a=settings,
         a_format=screen.profiles.profile.prompt_format,
         profiles=tuple(screen.profiles.names()),
         load_profile=lambda name: screen.profiles.store.load(name).profile,
-        model=screen.model_info.provenance_name,
+        model=model,
     )
-
-    async def started() -> None:
-        await reply_lifecycle.add_user_turn(screen, text)
+    recorder = HistoryRecorder(screen, text, model)
 
     async def done(outcome: ABOutcome | None) -> None:
         if outcome is not None:
-            await keep(screen, outcome)
+            await keep(screen, outcome, recorder)
 
-    screen.app.push_screen(ABScreen(screen.engine, setup, started), done)
+    screen.app.push_screen(ABScreen(screen.engine, setup, recorder), done)
 
 
-async def keep(screen: ChatScreen, outcome: ABOutcome) -> None:
-    """Save both replies as versions of the same reply; the kept one is the chat's."""
+async def keep(screen: ChatScreen, outcome: ABOutcome, recorder: HistoryRecorder) -> None:
+    """The kept reply becomes the chat's; the other stays a version (both already saved)."""
     from leverchat.ui import saved_chats
 
-    model = screen.model_info.provenance_name if screen.model_info else ""
     kept = outcome.replies[outcome.kept]
-    parent = screen.conversation.messages[-1] if screen.conversation.messages else None
-    chat_id = screen.conversation.id
-    saved = parent is not None and screen.history.is_saved(chat_id)
-    if saved and parent is not None:
-        # The other one first: the kept one is then the newest version as well as the active.
-        others = [reply for reply in outcome.replies if reply is not kept]
-        for reply in [*others, kept]:
-            recorded = provenance(model, reply)
-            if screen.history.start_reply(chat_id, reply.reply_id, parent.id, recorded) is None:
-                saved = False
-                break
-            screen.history.finish_reply(reply.reply_id, reply.text, reply.status, recorded)
-    conversation = screen.history.select_version(kept.reply_id) if saved else None
-    if conversation is None:
+    conversation = None
+    if kept.reply_id in recorder.saved:
+        conversation = screen.history.select_version(kept.reply_id)
+    if conversation is None:  # the history is off (or failed): only the kept one stays
         conversation = screen.conversation.with_reply(
             kept.text,
             status=kept.status,
-            provenance=provenance(model, kept),
+            provenance=provenance(recorder.model, kept),
             message_id=kept.reply_id,
         )
     screen.conversation = conversation
@@ -184,10 +227,12 @@ async def keep(screen: ChatScreen, outcome: ABOutcome) -> None:
         screen.last_result = kept.result
     await saved_chats.render_conversation(screen, focus_id=kept.reply_id)
     screen._refresh_status()
-    other = SIDES[1 - outcome.kept]
-    where = (
-        f"{other} stays a version of this reply (older/newer version keys show it)"
-        if saved
-        else f"{other} was not saved: the history is off for this chat"
-    )
+    other = outcome.replies[1 - outcome.kept]
+    name = SIDES[1 - outcome.kept]
+    if other.reply_id in recorder.saved:
+        where = f"{name} stays a version of this reply (older/newer version keys show it)"
+    elif other.result is None and other.error is None:
+        where = f"{name} was not written"
+    else:
+        where = f"{name} was not saved: the history is off for this chat"
     screen.notify(f"Kept {SIDES[outcome.kept]}; {where}.", timeout=5, markup=False)

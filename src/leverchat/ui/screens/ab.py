@@ -10,7 +10,7 @@ screen and keeps A (B stays a version).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,6 +30,7 @@ from leverchat.engine.types import (
     FixedLevers,
     FormatChoice,
     GenerationRequest,
+    GenerationResult,
 )
 from leverchat.levers import SPECS_BY_NAME, random_seed
 from leverchat.profiles import Profile, ProfileError
@@ -37,6 +38,7 @@ from leverchat.safetext import plain, single_line, visible
 from leverchat.sweep import SweepError, format_value, parse_values, resolve_lever, sweepable_levers
 from leverchat.ui.ab_compare import (
     ABOutcome,
+    ABRecorder,
     ABReply,
     ABSide,
     messages_for,
@@ -138,13 +140,11 @@ class ABScreen(Screen[ABOutcome | None]):
         Binding("escape", "stop_or_close", "Stop / close"),
     ]
 
-    def __init__(
-        self, engine: ChatEngine, setup: ABSetup, started: Callable[[], Awaitable[None]]
-    ) -> None:
+    def __init__(self, engine: ChatEngine, setup: ABSetup, recorder: ABRecorder) -> None:
         super().__init__(id="ab-screen")
         self.engine = engine
         self.setup = setup
-        self._started = started
+        self._recorder = recorder
         self.replies: list[ABReply] = []
         self.panes: list[ABPane] = []
         self.running = False
@@ -263,7 +263,7 @@ class ABScreen(Screen[ABOutcome | None]):
         for control in self.query("#ab-controls > *"):
             control.disabled = True
         self.running = True
-        await self._started()
+        await self._recorder.begin()
         self.panes = [
             ABPane(index, f"{side.name} · {_describe(side.settings)} · seed {seed}")
             for index, side in enumerate(sides)
@@ -297,19 +297,25 @@ class ABScreen(Screen[ABOutcome | None]):
         self._request = request
         buffer = ChunkBuffer()
         pane.append("")
+        self._recorder.started(reply)
         future = self.engine.generate(request, buffer.append)
         while not future.done():
             await asyncio.sleep(FLUSH_S)
             text = buffer.drain()
             if text:
                 pane.append(text)
+                self._recorder.progress(reply, pane.text)
         try:
-            result = future.result()
+            self._finish_side(pane, reply, future.result())
         except Exception as error:  # the engine failed outright: the chat stays usable
             reply.error = str(error) or repr(error)
             reply.text = pane.text + buffer.drain()
             pane.show_status(f"failed: {reply.error}")
-            return
+        # Saved as it ended, whatever happens next (a kill, a quit): kept or not, it is a
+        # version of the reply.
+        self._recorder.finished(reply)
+
+    def _finish_side(self, pane: ABPane, reply: ABReply, result: GenerationResult) -> None:
         reply.result = result
         reply.text = result.text
         pane.text = ""

@@ -233,6 +233,7 @@ class SweepScreen(Screen[None]):
         try:
             result: GenerationResult = future.result()
         except Exception as error:  # the engine failed outright: the sweep stays usable
+            cell.append(buffer.drain())  # the text written before it failed is kept
             cell.finish(
                 SweepCell(cell.value, cell.text, "error", 0, 0.0, levers, 0, str(error)),
                 f"failed: {error}",
