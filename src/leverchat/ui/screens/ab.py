@@ -287,7 +287,6 @@ class ABScreen(Screen[ABOutcome | None]):
         finally:
             self.running = False
             self._request = None
-        self.notify("Both written: ←/→ to choose, Enter keeps it.", timeout=4)
 
     async def _run_side(self, pane: ABPane, reply: ABReply) -> None:
         side = reply.side

@@ -214,8 +214,6 @@ class SweepScreen(Screen[None]):
         finally:
             self.running = False
             self._request = None
-        if not self._stopped:
-            self.notify("Sweep done: Tab to a cell, Enter copies its reply.", timeout=4)
 
     async def _run_cell(self, cell: SweepCellView, levers: Levers) -> None:
         request = GenerationRequest(
