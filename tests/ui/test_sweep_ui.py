@@ -204,3 +204,32 @@ async def test_an_engine_failure_ends_the_sweep_and_the_screen_stays_usable(make
         assert len(engine.seen) == 5
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, SweepScreen), "closed")
+
+
+async def test_sweep_and_ab_are_in_the_palette_and_in_f1(make_app, engine):
+    from leverchat.ui.commands import chat_commands
+    from leverchat.ui.screens.ab import ABScreen
+    from leverchat.ui.screens.help import help_rows
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = chat_screen(app)
+        await wait_for(pilot, lambda: chat.model_info is not None, "model loaded")
+        chat.prompt.focus()
+        await pilot.pause()
+        chat.prompt.insert("Hello")
+        commands = {command.label: command for command in chat_commands(chat)}
+        assert "(F9)" in commands["Lever sweep…"].help
+        assert "(F8)" in commands["A/B send…"].help
+        chat.call_later(commands["Lever sweep…"].callback)
+        await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), "sweep from palette")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is chat, "back")
+        await pilot.press("ctrl+p")  # the real palette, typed into
+        await pilot.pause()
+        await pilot.press(*"A/B send")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ABScreen), "A/B from palette")
+        rows = {(keys, binding_id) for keys, binding_id, _ in help_rows({})}
+        assert {("f9", "sweep"), ("f8", "ab_send"), ("enter", "ab.keep")} <= rows

@@ -186,7 +186,9 @@ class ABScreen(Screen[ABOutcome | None]):
         self._columns(event.size.width)
 
     def _columns(self, width: int) -> None:
-        self.query_one("#ab-grid").set_class(width >= TWO_COLUMNS_AT, "-two")
+        # A resize can arrive before the screen has composed its widgets.
+        for grid in self.query("#ab-grid"):
+            grid.set_class(width >= TWO_COLUMNS_AT, "-two")
 
     # -- choosing B ----------------------------------------------------------------------
 

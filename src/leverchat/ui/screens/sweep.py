@@ -159,7 +159,9 @@ class SweepScreen(Screen[None]):
         self._columns(event.size.width)
 
     def _columns(self, width: int) -> None:
-        self.query_one("#sweep-grid").set_class(width >= TWO_COLUMNS_AT, "-two")
+        # A resize can arrive before the screen has composed its widgets.
+        for grid in self.query("#sweep-grid"):
+            grid.set_class(width >= TWO_COLUMNS_AT, "-two")
 
     @on(Select.Changed, "#sweep-lever")
     def _lever_chosen(self, event: Select.Changed) -> None:
