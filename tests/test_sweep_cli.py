@@ -223,3 +223,23 @@ def test_markdown_cells_cannot_break_the_table() -> None:
     assert row[0].strip() == "0.5"
     assert "second line" in row[1] and "<br>" in row[1]
     assert "\\x1b" in row[1] and "[/]" in row[1]
+
+
+def test_values_may_start_with_a_negative_number(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_sweep(
+        capsys,
+        "--model",
+        str(tiny_model_dir),
+        "--lever",
+        "frequency_penalty",
+        "--values",
+        "-1,0,1",
+        "--max-tokens",
+        "3",
+        "--json",
+        "Hi",
+    )
+    assert code == 0, err
+    assert json.loads(out)["values"] == [-1.0, 0.0, 1.0]

@@ -150,6 +150,7 @@ def join_negative_lever_values(argv: Sequence[str]) -> list[str]:
     numeric = {
         option_name(spec) for spec in LEVER_SPECS if spec.kind in ("float", "int", "optional_int")
     }
+    numeric.add("--values")  # `sweep --values -1,0,1`: a list that starts with a negative value
     joined: list[str] = []
     items = list(argv)
     index = 0
