@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from leverchat import __version__
-from leverchat.commands import ask, history_cmd, profiles_cmd
+from leverchat.commands import ask, history_cmd, profiles_cmd, sweep_cmd
 from leverchat.commands.options import add_model_options, join_negative_lever_values
 from leverchat.safetext import visible
 
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.register(subparsers)
     profiles_cmd.register(subparsers)
     history_cmd.register(subparsers)
+    sweep_cmd.register(subparsers)
     return parser
 
 

@@ -150,6 +150,7 @@ def join_negative_lever_values(argv: Sequence[str]) -> list[str]:
     numeric = {
         option_name(spec) for spec in LEVER_SPECS if spec.kind in ("float", "int", "optional_int")
     }
+    numeric.add("--values")  # `sweep --values -1,0,1`: a list that starts with a negative value
     joined: list[str] = []
     items = list(argv)
     index = 0
@@ -196,6 +197,12 @@ def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
 
     parse.__name__ = spec.name  # argparse shows it in "invalid <name> value"
     return parse
+
+
+def lever_value(spec: LeverSpec, text: str) -> Any:
+    """One lever value typed as text (e.g. by `sweep --values`), parsed and validated exactly
+    as the lever's own option parses it; argparse.ArgumentTypeError names what is wrong."""
+    return _lever_type(spec)(text)
 
 
 def add_lever_options(parser: argparse.ArgumentParser) -> None:

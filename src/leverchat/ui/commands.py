@@ -126,6 +126,17 @@ def chat_commands(screen: ChatScreen) -> list[PaletteCommand]:
         ),
         PaletteCommand("Load model…", "Load another model", screen.ask_model_path),
         PaletteCommand(
+            "Lever sweep…",
+            f"The prompt once per value of one lever, the same seed ({key('sweep')})",
+            screen.action_sweep,
+        ),
+        PaletteCommand(
+            "A/B send…",
+            "Send the message under the current settings and another, one seed; keep one "
+            f"({key('ab_send')})",
+            screen.action_ab_send,
+        ),
+        PaletteCommand(
             "Help",
             f"Every key and its binding id ({key('help')})",
             partial(screen.app.run_action, "app.help"),

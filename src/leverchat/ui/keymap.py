@@ -136,6 +136,29 @@ KEYS: tuple[KeySpec, ...] = (
         "focused reply",
         "Branch",
     ),
+    KeySpec(
+        "sweep",
+        "f9",
+        "Lever sweep: the prompt (or the last message) once per value of one lever, one seed",
+        "chat",
+        "Sweep",
+    ),
+    KeySpec("sweep.keep", "enter", "Copy this cell's reply (OSC 52)", "sweep cell", "Copy"),
+    KeySpec(
+        "ab_send",
+        "f8",
+        "A/B: send the message under the current settings and another (one seed); keep one",
+        "chat",
+        "A/B",
+    ),
+    KeySpec(
+        "ab.keep",
+        "enter",
+        "Keep this reply; the other stays a version (left/right choose)",
+        "A/B reply",
+        "Keep",
+    ),
+    KeySpec("ab.provenance", "f3,i", "Show how this reply was made", "A/B reply", "Provenance"),
 )
 
 KEYS_BY_ID: dict[str, KeySpec] = {spec.id: spec for spec in KEYS}
@@ -301,7 +324,7 @@ def _typing_key_problem(binding_id: str, keys: str) -> str | None:
             # Not a priority binding: a text box with the focus would keep this key.
             return (
                 f"'{key.strip()}' is a key of the text boxes (the prompt, the lever boxes); "
-                f"give {binding_id} a key they leave alone, like escape or f9"
+                f"give {binding_id} a key they leave alone, like escape or f12"
             )
         *modifiers, name = normal_key(key).split("+")
         if set(modifiers) - {"shift"}:

@@ -77,6 +77,14 @@ async def send(screen: ChatScreen, text: str) -> bool:
     if screen._reply is not None:
         screen.notify(hints.busy_send(screen.app), severity="warning")
         return False
+    await add_user_turn(screen, text)
+    await start_reply(screen, new_seed=False)
+    return True
+
+
+async def add_user_turn(screen: ChatScreen, text: str) -> None:
+    """Put ``text`` in the chat and the history as the user's next message (its reply, or an
+    A/B pair of replies, follows)."""
     screen.prompt.clear_prompt()
     await mark_changes(screen)
     conversation = screen.conversation
@@ -90,8 +98,6 @@ async def send(screen: ChatScreen, text: str) -> bool:
     screen._saved_settings = screen._saved_settings or settings
     screen.history.add_user_message(screen.conversation.id, message, parent_id)
     await screen.chat.add(UserMessage(message.id, text))
-    await start_reply(screen, new_seed=False)
-    return True
 
 
 def panel_settings(screen: ChatScreen) -> ReplySettings:

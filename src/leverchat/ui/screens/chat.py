@@ -91,6 +91,8 @@ class ChatScreen(Screen[None]):
         binding("scroll_down", "scroll_chat(1)", show=False, priority=True),
         binding("inspect", "inspect", show=False),
         binding("inspect_tokens", "inspect_tokens", show=False),
+        binding("sweep", "sweep", show=False),
+        binding("ab_send", "ab_send", show=False),
     ]
 
     def __init__(
@@ -303,6 +305,18 @@ class ChatScreen(Screen[None]):
 
     async def action_edit_last(self) -> None:
         await versions.edit_last(self)
+
+    def action_sweep(self) -> None:
+        """The prompt (or the last message) once per value of one lever: ui/sweep_actions."""
+        from leverchat.ui import sweep_actions
+
+        sweep_actions.open_sweep(self)
+
+    def action_ab_send(self) -> None:
+        """The message under two settings, one seed; one kept: ui/ab_compare."""
+        from leverchat.ui import ab_compare
+
+        ab_compare.open_ab(self)
 
     # -- what can be done with a reply -----------------------------------------------------
 
