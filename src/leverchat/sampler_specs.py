@@ -1,5 +1,6 @@
 """The specs of the samplers other tools' presets use beyond the common levers: DRY, XTC,
-mirostat v2, dynamic temperature, temperature-last ordering and banned phrases.
+mirostat v2, dynamic temperature, temperature-last ordering, banned phrases and boosted
+phrases (a logit bias by text).
 
 Each one is neutral by default and costs nothing then; the side panel lists them under "More
 levers". The names are llama.cpp's and text-generation-webui's, so imported presets map by name.
@@ -155,6 +156,18 @@ SAMPLER_SPECS: tuple[LeverSpec, ...] = (
         neutral=(),
         help="Words or phrases the reply may not write (the phrase's last token is banned).",
         label="Banned phrases",
+        more=True,
+    ),
+    LeverSpec(
+        name="boost",
+        kind="weights",
+        default=(),
+        minimum=-100.0,
+        maximum=100.0,
+        step=0,
+        neutral=(),
+        help="Phrase=weight: added to the logit of each phrase's first token; -100 bans it.",
+        label="Boost",
         more=True,
     ),
 )

@@ -370,11 +370,15 @@ class _ReplyState:
 
 
 def lever_tokens(picker: TokenPicker, levers: Levers) -> tuple[LeverTokens, ...]:
-    """Which tokens the text-valued levers became: each banned phrase's sequences, and DRY's
-    breakers while DRY is on (shown by ``ask --json``/``--stats`` and kept in the result)."""
+    """Which tokens the text-valued levers became: each banned or boosted phrase's sequences,
+    and DRY's breakers while DRY is on (shown by ``ask --json``/``--stats``, the panel and F3)."""
     out = [
         LeverTokens("ban", phrase.text, phrase.sequences) for phrase in picker.banned(levers.ban)
     ]
+    out.extend(
+        LeverTokens("boost", phrase.text, phrase.sequences, phrase.weight)
+        for phrase in picker.boosted(levers.boost)
+    )
     if levers.dry_multiplier > 0.0:
         encode = picker.encode_text
         for breaker in levers.dry_sequence_breakers:

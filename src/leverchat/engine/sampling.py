@@ -4,7 +4,8 @@ transformers has no frequency/presence penalty and fixes its processors for a wh
 ``generate`` call, so leverchat applies every lever itself, from the levers read at this very
 step. Each lever costs nothing when it is at its neutral value. The order follows
 transformers' own: penalties first (they also apply to greedy decoding: repetition,
-frequency/presence, n-gram blocking, DRY, banned phrases), then temperature, top-k, top-p,
+frequency/presence, n-gram blocking, DRY, banned phrases; boosted phrases' logit bias
+before them all, as llama.cpp's chain), then temperature, top-k, top-p,
 min-p, typical-p and XTC. ``temperature_last`` moves temperature after XTC (as
 text-generation-webui's option does; llama.cpp's default chain already ends with it), and
 mirostat v2 replaces everything after temperature (as in llama.cpp). How each filter treats ties
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from leverchat.engine.samplers.boost import BoostedPhrase, boosted_phrases, token_biases
 from leverchat.engine.samplers.dry import breaker_ids, dry_penalties
 from leverchat.engine.samplers.dynatemp import apply_temperature
 from leverchat.engine.samplers.mirostat import MirostatState, mirostat_filter
@@ -34,6 +36,7 @@ from leverchat.engine.truncation import (
     nucleus_size,
     top_k_with_ties,
 )
+from leverchat.lever_weights import Weights
 from leverchat.levers import Levers
 
 if TYPE_CHECKING:
@@ -111,6 +114,8 @@ class TokenPicker:
         self._encode = encode
         self._breakers: tuple[tuple[str, ...], frozenset[int]] = ((), frozenset())
         self._bans: tuple[tuple[str, ...], tuple[BannedPhrase, ...]] = ((), ())
+        self._boosts: tuple[Weights, tuple[BoostedPhrase, ...]] = ((), ())
+        self._bias_tensors: tuple[Weights, torch.Tensor, torch.Tensor] | None = None
         # Mirostat's mu: one per reply, as the picker is.
         self.mirostat = MirostatState()
         self._vocab_size = vocab_size
@@ -144,6 +149,12 @@ class TokenPicker:
 
         logits = logits[: self._vocab_size].float()
         modified = False
+        if levers.boost:
+            # First, as llama.cpp's logit-bias sampler: the penalties see the biased logits.
+            ids, biases = self._biases(levers.boost, logits.device)
+            if ids.numel():
+                logits, modified = logits.clone(), True
+                logits[ids] += biases
         if levers.repetition_penalty != 1.0 and self._seen:
             if self._seen_tensor is None:
                 self._seen_tensor = torch.tensor(list(self._seen), device=logits.device)
@@ -217,6 +228,26 @@ class TokenPicker:
             found = banned_phrases(phrases, self._encode) if self._encode else ()
             self._bans = (phrases, found)
         return self._bans[1]
+
+    def boosted(self, weights: Weights) -> tuple[BoostedPhrase, ...]:
+        """The ``boost`` lever's phrases and the token sequences each became (cached)."""
+        if self._boosts[0] != weights:
+            found = boosted_phrases(weights, self._encode) if self._encode else ()
+            self._boosts = (weights, found)
+        return self._boosts[1]
+
+    def _biases(self, weights: Weights, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The boost as (token ids, what to add to their logits), built once per value."""
+        import torch
+
+        if self._bias_tensors is None or self._bias_tensors[0] != weights:
+            biases = token_biases(self.boosted(weights), self._vocab_size)
+            self._bias_tensors = (
+                weights,
+                torch.tensor(list(biases), dtype=torch.long, device=device),
+                torch.tensor(list(biases.values()), dtype=torch.float32, device=device),
+            )
+        return self._bias_tensors[1], self._bias_tensors[2]
 
     # -- the reference, full-vocabulary filters ------------------------------------------
 

@@ -142,12 +142,13 @@ class RemoteProvenance:
 
 @dataclass(frozen=True)
 class LeverTokens:
-    """What a text-valued lever became in the loaded tokenizer: a banned phrase's token
-    sequences (its variants), or a DRY sequence breaker's token."""
+    """What a text-valued lever became in the loaded tokenizer: a banned or boosted phrase's
+    token sequences (its variants), or a DRY sequence breaker's token."""
 
     lever: str
     text: str
     sequences: tuple[tuple[int, ...], ...]
+    weight: float | None = None  # a boosted phrase's logit bias (on each sequence's first token)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class GenerationResult:
     inspection: tuple[TokenInspection, ...] = ()
     # The prompt format used, in words (prompt.describe_format); "" when not known.
     prompt_format: str = ""
-    # The banned phrases and DRY breakers of the reply's last levers, as tokens.
+    # The banned and boosted phrases and DRY breakers of the reply's last levers, as tokens.
     lever_tokens: tuple[LeverTokens, ...] = ()
 
     @property
