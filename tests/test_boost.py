@@ -229,3 +229,16 @@ def test_ask_boost_option_json_and_stats(
 def test_profile_and_levers_keep_boost_in_a_profile_object() -> None:
     profile = Profile(name="p", levers=Levers(boost=(("Arr", 2.0),)))
     assert "Arr = 2.0" in profile_to_toml(profile)
+
+
+def test_profiles_show_prints_the_boost_table(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    from leverchat.profiles import ProfileStore
+
+    levers = Levers(boost=(("Arr", 2.0), ("As an AI", -5.0)))
+    ProfileStore().save(Profile(name="corsair", levers=levers), expected_fingerprint=None)
+    assert main(["profiles", "show", "corsair"]) == 0
+    out = capsys.readouterr().out
+    assert 'boost = { Arr = 2.0, "As an AI" = -5.0 }' in out
+    assert tomllib.loads(out)["levers"]["boost"] == {"Arr": 2.0, "As an AI": -5.0}

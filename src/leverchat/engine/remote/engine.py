@@ -21,6 +21,7 @@ from leverchat.engine.remote.dialects import DIALECTS
 from leverchat.engine.remote.endpoint import Endpoint, parse_endpoint
 from leverchat.engine.remote.keys import api_key
 from leverchat.engine.remote.reply import Session, failed_result, generate_reply
+from leverchat.engine.remote.logit_bias import with_logit_bias
 from leverchat.engine.remote.template import load_renderer
 from leverchat.engine.types import (
     ChatMessage,
@@ -135,7 +136,8 @@ class RemoteEngine:
         except EngineError as error:
             self._load_error = str(error)
             raise
-        dialect = DIALECTS[server]
+        # The boost lever as logit_bias, when the model's tokenizer is readable here.
+        dialect = with_logit_bias(DIALECTS[server], model_id)
         renderer = load_renderer(model_id) if dialect.continuation == "completions" else None
         self._session = Session(client, dialect, model_id, renderer)
         self._load_error = None
