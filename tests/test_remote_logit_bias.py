@@ -90,7 +90,7 @@ def test_without_a_tokenizer_the_boost_is_unavailable_with_the_reason(
 def test_a_server_without_logit_bias_says_so_even_with_a_tokenizer(
     fake: FakeServer, tiny_model_dir: Path
 ) -> None:
-    info, result, body = ask(fake, "tgi", str(tiny_model_dir))
+    _, result, body = ask(fake, "tgi", str(tiny_model_dir))
     assert "logit_bias" not in body
     reasons = {lever.name: lever.reason for lever in result.remote.unavailable}
     assert reasons["boost"] == "TGI's Messages API does not apply logit_bias"

@@ -20,8 +20,8 @@ from leverchat.engine.remote.detect import check_server_name, choose_model, dete
 from leverchat.engine.remote.dialects import DIALECTS
 from leverchat.engine.remote.endpoint import Endpoint, parse_endpoint
 from leverchat.engine.remote.keys import api_key
-from leverchat.engine.remote.reply import Session, failed_result, generate_reply
 from leverchat.engine.remote.logit_bias import with_logit_bias
+from leverchat.engine.remote.reply import Session, failed_result, generate_reply
 from leverchat.engine.remote.template import load_renderer
 from leverchat.engine.types import (
     ChatMessage,
