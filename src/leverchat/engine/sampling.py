@@ -118,6 +118,10 @@ class TokenPicker:
         self._bias_tensors: tuple[Weights, torch.Tensor, torch.Tensor] | None = None
         # Mirostat's mu: one per reply, as the picker is.
         self.mirostat = MirostatState()
+        # What the last pick drew for the step not yet accepted: XTC's coin and the mu
+        # mirostat cut at. The inspector, called between pick and accept, sees that very step.
+        self._drawn_xtc: bool | None = None
+        self._drawn_mu: float | None = None
         self._vocab_size = vocab_size
         self._device = device
         self._all_ids = list(prompt_ids)
@@ -132,6 +136,7 @@ class TokenPicker:
 
     def accept(self, token_id: int) -> None:
         """Record a generated token."""
+        self._drawn_xtc = self._drawn_mu = None  # the next step draws afresh
         self._all_ids.append(token_id)
         if not 0 <= token_id < self._vocab_size:
             return
@@ -252,17 +257,19 @@ class TokenPicker:
     # -- the reference, full-vocabulary filters ------------------------------------------
 
     def process(
-        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool = False
+        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool | None = None
     ) -> torch.Tensor:
         """The logits after every lever but the final choice (1-D, float32, -inf = removed).
 
-        ``xtc_fired``: whether XTC's coin came up this step (:meth:`pick` draws it)."""
+        ``xtc_fired``: whether XTC's coin came up this step; None: what :meth:`pick` drew for
+        this step (no coin before it)."""
+        xtc_fired = self.xtc_fired if xtc_fired is None else xtc_fired
         logits = self.penalised(logits, levers)
         if levers.is_greedy:
             return logits
         if levers.mirostat:
             logits = apply_temperature(logits, levers)
-            return mirostat_filter(logits, self.mirostat.current(levers.mirostat_tau))
+            return mirostat_filter(logits, self.mirostat_mu(levers))
         if not levers.temperature_last:
             logits = apply_temperature(logits, levers)
         logits = filter_top_k(logits, levers.top_k)
@@ -274,6 +281,18 @@ class TokenPicker:
         if levers.temperature_last:
             logits = apply_temperature(logits, levers)
         return logits
+
+    @property
+    def xtc_fired(self) -> bool:
+        """Whether XTC's coin came up at the pick of the step not yet accepted."""
+        return bool(self._drawn_xtc)
+
+    def mirostat_mu(self, levers: Levers) -> float:
+        """The mu mirostat cuts at this step: the one the last pick used until its token is
+        accepted (pick then moves mu on for the next step), else the current one."""
+        if self._drawn_mu is not None:
+            return self._drawn_mu
+        return self.mirostat.current(levers.mirostat_tau)
 
     # -- the fast path -------------------------------------------------------------------
 
@@ -311,11 +330,15 @@ class TokenPicker:
         return values[keep], ids[keep]
 
     def distribution(
-        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool = False
+        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What :meth:`pick` samples from, as (probabilities, token ids). Where typical-p or
-        mirostat is on, the whole vocabulary, with zeros for the tokens it removed."""
+        mirostat is on, the whole vocabulary, with zeros for the tokens it removed. Between
+        ``pick`` and ``accept`` it is the very distribution that pick drew from (its XTC coin
+        and mirostat mu); ``xtc_fired`` overrides the coin."""
         import torch
+
+        xtc_fired = self.xtc_fired if xtc_fired is None else xtc_fired
 
         scores = self.penalised(logits, levers)
         if levers.is_greedy:
@@ -355,6 +378,8 @@ class TokenPicker:
         mirostat = levers.mirostat
         # The coin is drawn only while XTC is on, so a reply without it draws exactly as before.
         fired = not mirostat and xtc_fires(levers.xtc_probability, generator)
+        self._drawn_xtc = fired
+        self._drawn_mu = self.mirostat.current(levers.mirostat_tau) if mirostat else None
         probs, ids = self._sampled(logits, scores, levers, fired)
         choice = torch.multinomial(probs, 1, generator=generator)
         if mirostat:
