@@ -13,6 +13,7 @@ from enum import StrEnum
 from leverchat.engine.types import (
     ChatMessage,
     LeverChange,
+    LeverTokens,
     RemoteProvenance,
     Role,
     Stats,
@@ -52,6 +53,8 @@ class ReplyProvenance:
     format_stops: tuple[str, ...] = ()
     # The prompt format the reply was asked in, in words ("" when not known).
     prompt_format: str = ""
+    # What its banned and boosted phrases became in the tokenizer (this session's replies).
+    lever_tokens: tuple[LeverTokens, ...] = ()
 
 
 @dataclass(frozen=True)

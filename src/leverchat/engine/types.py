@@ -149,6 +149,8 @@ class LeverTokens:
     text: str
     sequences: tuple[tuple[int, ...], ...]
     weight: float | None = None  # a boosted phrase's logit bias (on each sequence's first token)
+    # The text of each token of each sequence, as the tokenizer decodes it alone (for display).
+    pieces: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -282,5 +284,10 @@ class ChatEngine(Protocol):
     def count_tokens(
         self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
     ) -> Future[int]: ...
+
+    def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
+        """Which tokens the banned and boosted phrases of ``levers`` become in the loaded
+        model's tokenizer (empty when there is none here), for the panel to show."""
+        ...
 
     def close(self, timeout: float = 5.0) -> None: ...

@@ -26,6 +26,7 @@ from leverchat.engine.types import (
     FormatChoice,
     GenerationRequest,
     GenerationResult,
+    LeverTokens,
     LoadProgress,
     ModelInfo,
     ModelSpec,
@@ -33,6 +34,7 @@ from leverchat.engine.types import (
     Stats,
     StopReason,
 )
+from leverchat.levers import Levers
 
 if TYPE_CHECKING:
     from leverchat.engine.generate import Generator
@@ -172,6 +174,13 @@ class EngineThread:
             if self._generator is None:
                 raise EngineError("no model is loaded")
             return self._generator.count_tokens(messages, prompt_format)
+
+        return self._submit(run)
+
+    def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
+        def run() -> tuple[LeverTokens, ...]:
+            generator = self._generator
+            return generator.lever_tokens(levers) if generator is not None else ()
 
         return self._submit(run)
 

@@ -336,6 +336,7 @@ def provenance(
         remote=result.remote if result else None,
         format_stops=result.format_stops if result else (),
         prompt_format=result.prompt_format if result else "",
+        lever_tokens=result.lever_tokens if result else (),
     )
 
 

@@ -20,9 +20,10 @@ from leverchat.engine.remote.detect import check_server_name, choose_model, dete
 from leverchat.engine.remote.dialects import DIALECTS
 from leverchat.engine.remote.endpoint import Endpoint, parse_endpoint
 from leverchat.engine.remote.keys import api_key
-from leverchat.engine.remote.logit_bias import with_logit_bias
+from leverchat.engine.remote.logit_bias import LocalTokenizer, tokenizer_for, with_logit_bias
 from leverchat.engine.remote.reply import Session, failed_result, generate_reply
 from leverchat.engine.remote.template import load_renderer
+from leverchat.engine.samplers.boost import boosted_phrases
 from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
@@ -30,11 +31,13 @@ from leverchat.engine.types import (
     FormatChoice,
     GenerationRequest,
     GenerationResult,
+    LeverTokens,
     LoadProgress,
     ModelInfo,
     ModelSpec,
     ProgressCallback,
 )
+from leverchat.levers import Levers
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class RemoteEngine:
         self._session: Session | None = None
         self._load_error: str | None = None
         self._cancel_current: threading.Event | None = None
+        self._tokenizer: LocalTokenizer | None = None
         self.info: ModelInfo | None = None
 
     # -- ChatEngine ---------------------------------------------------------------------
@@ -85,6 +89,27 @@ class RemoteEngine:
     ) -> Future[int]:
         def run() -> int:
             raise EngineError("a remote model's tokens are counted by its server, not here")
+
+        return self._submit(run)
+
+    def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
+        """The boost's phrases as the model's tokenizer writes them, when it is read here
+        (then they are sent as logit_bias); nothing otherwise: a server does not tell."""
+
+        def run() -> tuple[LeverTokens, ...]:
+            tokenizer = self._tokenizer
+            if tokenizer is None or self._session is None:
+                return ()
+            return tuple(
+                LeverTokens(
+                    "boost",
+                    phrase.text,
+                    phrase.sequences,
+                    phrase.weight,
+                    tuple(tuple(map(tokenizer.decode, seq)) for seq in phrase.sequences),
+                )
+                for phrase in boosted_phrases(levers.boost, tokenizer.encode)
+            )
 
         return self._submit(run)
 
@@ -137,7 +162,8 @@ class RemoteEngine:
             self._load_error = str(error)
             raise
         # The boost lever as logit_bias, when the model's tokenizer is readable here.
-        dialect = with_logit_bias(DIALECTS[server], model_id)
+        self._tokenizer = tokenizer_for(DIALECTS[server], model_id)
+        dialect = with_logit_bias(DIALECTS[server], self._tokenizer)
         renderer = load_renderer(model_id) if dialect.continuation == "completions" else None
         self._session = Session(client, dialect, model_id, renderer)
         self._load_error = None

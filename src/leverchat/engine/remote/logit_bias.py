@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,19 @@ LOGIT_BIAS_SERVERS = frozenset({"openai", "vllm", "sglang", "llama-server"})
 _LIMIT = 100.0
 
 
-def load_encoder(model_id: str) -> tuple[Encode, int] | None:
-    """The model's tokenizer as text -> ids (no special tokens) and its vocabulary size, or
-    None when the model id is not a local folder with a readable tokenizer.json."""
+@dataclass(frozen=True)
+class LocalTokenizer:
+    """The server model's tokenizer, read here: text -> ids (no special tokens), one id ->
+    its text, and the vocabulary size."""
+
+    encode: Encode
+    decode: Callable[[int], str]
+    vocab_size: int
+
+
+def load_encoder(model_id: str) -> LocalTokenizer | None:
+    """The model's tokenizer, or None when the model id is not a local folder with a
+    readable tokenizer.json."""
     path = Path(model_id) / "tokenizer.json"
     try:
         if not path.is_file():
@@ -47,7 +57,10 @@ def load_encoder(model_id: str) -> tuple[Encode, int] | None:
     def encode(text: str) -> list[int]:
         return list(tokenizer.encode(text, add_special_tokens=False).ids)
 
-    return encode, int(tokenizer.get_vocab_size(with_added_tokens=True))
+    def decode(token: int) -> str:
+        return str(tokenizer.decode([token], skip_special_tokens=False))
+
+    return LocalTokenizer(encode, decode, int(tokenizer.get_vocab_size(with_added_tokens=True)))
 
 
 def logit_bias(levers: Levers, encode: Encode, vocab_size: int) -> dict[str, float]:
@@ -59,21 +72,22 @@ def logit_bias(levers: Levers, encode: Encode, vocab_size: int) -> dict[str, flo
     }
 
 
-def with_logit_bias(dialect: Dialect, model_id: str) -> Dialect:
+def tokenizer_for(dialect: Dialect, model_id: str) -> LocalTokenizer | None:
+    """The tokenizer that maps the boost, when ``dialect``'s server takes logit_bias."""
+    return load_encoder(model_id) if dialect.name in LOGIT_BIAS_SERVERS else None
+
+
+def with_logit_bias(dialect: Dialect, tokenizer: LocalTokenizer | None) -> Dialect:
     """``dialect`` sending the boost as ``logit_bias`` when the server takes it and the
     model's tokenizer is here; else ``dialect`` as it is (the lever listed unavailable)."""
-    if dialect.name not in LOGIT_BIAS_SERVERS:
+    if dialect.name not in LOGIT_BIAS_SERVERS or tokenizer is None:
         return dialect
-    loaded = load_encoder(model_id)
-    if loaded is None:
-        return dialect
-    encode, vocab_size = loaded
     base = dialect.sampling
 
     def sampling(levers: Levers, seed: int) -> dict[str, Any]:
         fields = base(levers, seed)
         if levers.boost:
-            bias = logit_bias(levers, encode, vocab_size)
+            bias = logit_bias(levers, tokenizer.encode, tokenizer.vocab_size)
             if bias:
                 fields["logit_bias"] = bias
         return fields
