@@ -242,3 +242,22 @@ def test_profiles_show_prints_the_boost_table(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert 'boost = { Arr = 2.0, "As an AI" = -5.0 }' in out
     assert tomllib.loads(out)["levers"]["boost"] == {"Arr": 2.0, "As an AI": -5.0}
+
+
+def test_the_engine_says_what_the_panels_phrases_become(loaded: Any, generator: Generator) -> None:
+    """What the panel shows: each phrase's sequences, and each token's own text."""
+    levers = Levers(ban=("As an AI",), boost=(("treasure", 2.0),))
+    items = generator.lever_tokens(levers)
+    assert [(item.lever, item.text, item.weight) for item in items] == [
+        ("ban", "As an AI", None),
+        ("boost", "treasure", 2.0),
+    ]
+    for item in items:
+        assert tuple(loaded.tokenizer.encode(item.text, add_special_tokens=False)) in (
+            item.sequences
+        )
+        assert item.pieces == tuple(
+            tuple(loaded.tokenizer.decode([token]) for token in sequence)
+            for sequence in item.sequences
+        )
+        assert "".join(item.pieces[0]) == item.text

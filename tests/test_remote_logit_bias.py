@@ -94,3 +94,25 @@ def test_a_server_without_logit_bias_says_so_even_with_a_tokenizer(
     assert "logit_bias" not in body
     reasons = {lever.name: lever.reason for lever in result.remote.unavailable}
     assert reasons["boost"] == "TGI's Messages API does not apply logit_bias"
+
+
+def test_the_panel_is_told_what_the_boost_became_on_the_server(
+    fake: FakeServer, tiny_model_dir: Path
+) -> None:
+    fake.models = [{"id": str(tiny_model_dir), "owned_by": "me"}]
+    engine = RemoteEngine()
+    try:
+        engine.load(ModelSpec(source=fake.model_spec, server="vllm")).result(timeout=30)
+        [item] = engine.lever_tokens(BOOSTED.with_value("boost", {"treasure": 2})).result(30)
+        assert (item.lever, item.text, item.weight) == ("boost", "treasure", 2.0)
+        assert {str(seq[0]) for seq in item.sequences} <= set(expected_bias(tiny_model_dir))
+        assert "".join(item.pieces[0]) == "treasure"
+    finally:
+        engine.close()
+    other = RemoteEngine()
+    try:
+        fake.models = [{"id": "org/remote-only-model", "owned_by": "me"}]
+        other.load(ModelSpec(source=fake.model_spec, server="vllm")).result(timeout=30)
+        assert other.lever_tokens(BOOSTED).result(30) == ()
+    finally:
+        other.close()
