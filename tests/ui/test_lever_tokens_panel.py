@@ -132,3 +132,35 @@ def test_f3_lists_the_replys_phrases_as_tokens() -> None:
     assert "  Arr\\x1b]0;x\\x07 +2 → 'Arr' (1 token), ' Arr' (1 token)" in text
     assert "dry_sequence_breakers" not in text.split("Phrases as tokens")[1].split("\n\n")[0]
     assert "\x1b" not in text
+
+
+async def test_on_the_tiny_model_the_panel_and_f3_show_the_real_tokens(make_app, tiny_model_dir):
+    """The real engine: the panel shows the loaded tokenizer's own pieces, and F3 the ones
+    the reply used."""
+    from transformers import AutoTokenizer
+
+    from leverchat.engine.types import ModelSpec
+    from leverchat.engine.worker import EngineThread
+    from leverchat.ui.screens.provenance import ProvenanceScreen
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    pieces = [tokenizer.decode([t]) for t in tokenizer.encode("treasure", add_special_tokens=False)]
+    expected = "+".join(repr(piece) for piece in pieces)
+    engine = EngineThread()
+    try:
+        spec = ModelSpec(source=str(tiny_model_dir), device="cpu")
+        app = make_app(engine=engine, model_spec=spec)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = chat_screen(app)
+            await wait_for(pilot, lambda: screen.model_info is not None, "loaded", 3000)
+            await open_more(pilot)
+            await type_into(pilot, "boost", "treasure=3")
+            await shown(pilot, "boost", f"treasure +3 → {expected} ({len(pieces)} token")
+            screen.live_levers.set(screen.live_levers.get().with_value("max_new_tokens", 4))
+            await send(pilot, "Ahoy")
+            await wait_for(pilot, lambda: not screen.streaming, "the reply finished", 3000)
+            await pilot.press("f3")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProvenanceScreen), "F3")
+            assert f"treasure +3 → {expected}" in frame_text(app)
+    finally:
+        engine.close()
