@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leverchat.cli import main
 from leverchat.engine.generate import Generator
@@ -95,6 +98,22 @@ def test_the_panel_text_round_trips_and_its_errors_name_the_entry() -> None:
             parse_weights_text("boost", text)
     with pytest.raises(LeverError, match=r"boost\['Arr'\] = 101.0 is out of range"):
         Levers.from_mapping({"boost": parse_weights_text("boost", "Arr=101")})
+
+
+EXAMPLES = int(os.environ.get("LEVERCHAT_FUZZ_EXAMPLES", "200"))
+PHRASES = st.text(min_size=1, max_size=12).filter(lambda text: text.strip() != "")
+WEIGHTS = st.floats(-100, 100, allow_nan=False).map(lambda w: round(w, 3))
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.dictionaries(PHRASES, WEIGHTS, max_size=6))
+def test_any_boost_shown_in_the_panel_reads_back_the_same(table: dict[str, float]) -> None:
+    """Commas, equals signs, quotes, braces, edge spaces, newlines: the one-line text the
+    panel shows is read back as exactly the same phrases and weights."""
+    value = Levers(boost=table).boost
+    text = format_weights(value)
+    assert "\n" not in text and "\r" not in text
+    assert Levers.from_mapping({"boost": parse_weights_text("boost", text)}).boost == value
 
 
 def test_a_phrase_given_twice_keeps_the_last_weight() -> None:

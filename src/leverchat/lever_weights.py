@@ -70,17 +70,29 @@ def validate_weights(name: str, value: Any, minimum: float, maximum: float) -> W
 
 def format_weights(value: Weights) -> str:
     """The panel's one-line text: ``Arr=2.0, matey=1.5``; TOML's ``{ "a,b" = 1.0 }`` form
-    when a phrase holds a comma, an equals sign, a brace, a quote or edge spaces."""
+    when a phrase holds a comma, an equals sign, a brace, a quote, edge spaces or a character
+    that is not printable (written as an escape, so the line stays one line and readable)."""
     if not value:
         return ""
     if any(_needs_quotes(phrase) for phrase, _ in value):
-        import json
-
-        inner = ", ".join(
-            f"{json.dumps(phrase, ensure_ascii=False)} = {w!r}" for phrase, w in value
-        )
+        inner = ", ".join(f"{_toml_string(phrase)} = {weight!r}" for phrase, weight in value)
         return "{ " + inner + " }"
     return ", ".join(f"{phrase}={weight!r}" for phrase, weight in value)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quote and backslash escaped, every non-printable character as
+    ``\\uXXXX`` (TOML refuses raw controls, and a terminal must not see them)."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}")
+    return '"' + "".join(out) + '"'
 
 
 def parse_weights_text(name: str, text: str) -> Any:
@@ -116,7 +128,11 @@ def parse_weights_text(name: str, text: str) -> Any:
 
 
 def _needs_quotes(phrase: str) -> bool:
-    return phrase != phrase.strip() or any(char in _SPECIAL for char in phrase)
+    return (
+        phrase != phrase.strip()
+        or not phrase.isprintable()
+        or any(char in _SPECIAL for char in phrase)
+    )
 
 
 def _num(value: float) -> str:
