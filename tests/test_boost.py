@@ -280,3 +280,30 @@ def test_the_engine_says_what_the_panels_phrases_become(loaded: Any, generator: 
             for sequence in item.sequences
         )
         assert "".join(item.pieces[0]) == item.text
+
+
+def test_history_and_markdown_keep_the_boost(tmp_path: Path) -> None:
+    from leverchat.chat import MessageStatus, ReplyProvenance
+    from leverchat.engine.types import LeverChange
+    from leverchat.export import from_json, to_json, to_markdown
+    from leverchat.history import HistoryStore
+
+    boosted = Levers(boost=(("Arr", 2.0), ("As an AI", -100.0)))
+    later = boosted.with_value("boost", {"matey": 1.5})
+    provenance = ReplyProvenance(
+        "m", "p", "", boosted, seed=1, lever_changes=(LeverChange(3, later, ("boost",)),)
+    )
+    with HistoryStore(tmp_path / "h.sqlite3") as store:
+        chat = store.create_conversation(profile="p", system_prompt="")
+        user = store.add_user_message(chat, "hi", parent_id=None)
+        reply = store.start_reply(chat, parent_id=user.id, provenance=provenance)
+        store.finish_reply(reply.id, "Arr!", status=MessageStatus.COMPLETE)
+        loaded = store.load_conversation(chat).messages[-1].provenance
+        assert loaded.levers.boost == boosted.boost
+        assert loaded.lever_changes[0].levers.boost == (("matey", 1.5),)
+        markdown = to_markdown(store.get_info(chat), store.load_conversation(chat))
+        exported = to_json(store.export_record(chat))
+    assert 'boost {"Arr": 2.0, "As an AI": -100.0}' in markdown
+    assert 'from token 3: boost {"matey": 1.5}' in markdown
+    assert '"boost": {\n' in exported and '"As an AI": -100.0' in exported
+    assert to_json(from_json(exported)) == exported  # byte for byte
