@@ -307,3 +307,25 @@ def test_history_and_markdown_keep_the_boost(tmp_path: Path) -> None:
     assert 'from token 3: boost {"matey": 1.5}' in markdown
     assert '"boost": {\n' in exported and '"As an AI": -100.0' in exported
     assert to_json(from_json(exported)) == exported  # byte for byte
+
+
+def test_the_panels_question_does_not_wait_behind_a_busy_engine(tiny_model_dir: Path) -> None:
+    """A reply can hold the engine thread for many seconds: what a phrase becomes is asked of
+    the tokenizer alone, beside it, so the panel's view follows the typing."""
+    import threading
+
+    from leverchat.engine.worker import EngineThread
+
+    engine = EngineThread()
+    busy = threading.Event()
+    release = threading.Event()
+    try:
+        engine.load(ModelSpec(source=str(tiny_model_dir), device="cpu")).result(timeout=120)
+        blocked = engine.call(lambda: (busy.set(), release.wait(60)))
+        assert busy.wait(30)
+        items = engine.lever_tokens(Levers(ban=("treasure",))).result(timeout=30)
+        assert not blocked.done()  # answered while the engine thread was still busy
+        assert [item.text for item in items] == ["treasure"]
+    finally:
+        release.set()
+        engine.close()

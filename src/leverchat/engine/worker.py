@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from leverchat.engine.aside import run_aside
 from leverchat.engine.loading import STAGE_COMPILING, STAGE_READY, progress_reporter
 from leverchat.engine.types import (
     ChatMessage,
@@ -178,11 +179,10 @@ class EngineThread:
         return self._submit(run)
 
     def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
-        def run() -> tuple[LeverTokens, ...]:
-            generator = self._generator
-            return generator.lever_tokens(levers) if generator is not None else ()
-
-        return self._submit(run)
+        """Off the engine thread: it needs the tokenizer only (no torch call), so the panel's
+        view does not wait behind a streaming reply."""
+        generator = self._generator
+        return run_aside(lambda: generator.lever_tokens(levers) if generator is not None else ())
 
     def call(self, job: Callable[[], T]) -> Future[T]:
         """Run ``job`` on the engine thread, queued behind the current work (benchmarks and

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from leverchat.engine.aside import run_aside
 from leverchat.engine.remote.client import RemoteClient
 from leverchat.engine.remote.detect import check_server_name, choose_model, detect_server
 from leverchat.engine.remote.dialects import DIALECTS
@@ -96,9 +97,10 @@ class RemoteEngine:
         """The boost's phrases as the model's tokenizer writes them, when it is read here
         (then they are sent as logit_bias); nothing otherwise: a server does not tell."""
 
+        tokenizer = self._tokenizer
+
         def run() -> tuple[LeverTokens, ...]:
-            tokenizer = self._tokenizer
-            if tokenizer is None or self._session is None:
+            if tokenizer is None:
                 return ()
             return tuple(
                 LeverTokens(
@@ -111,7 +113,7 @@ class RemoteEngine:
                 for phrase in boosted_phrases(levers.boost, tokenizer.encode)
             )
 
-        return self._submit(run)
+        return run_aside(run)  # not behind a streaming reply
 
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:
