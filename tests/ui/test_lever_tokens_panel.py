@@ -164,3 +164,21 @@ async def test_on_the_tiny_model_the_panel_and_f3_show_the_real_tokens(make_app,
             assert f"treasure +3 → {expected}" in frame_text(app)
     finally:
         engine.close()
+
+
+async def test_phrases_from_the_profile_show_from_the_start(make_app, profile_store):
+    from leverchat.profiles import Profile
+
+    profile_store.save(
+        Profile(name="corsair", levers=Levers(boost=(("Arr", 2.0),))), expected_fingerprint=None
+    )
+    engine = ScriptedEngine(hold_load=True)
+    try:
+        app = make_app(engine=engine, profile="corsair")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_more(pilot)
+            await shown(pilot, "boost", NOT_LOADED)  # said at once, not a blank
+            engine.load_gate.set()
+            await shown(pilot, "boost", "Arr +2 → 'Arr' (1 token), ' Arr' (1 token)")
+    finally:
+        engine.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static
 
@@ -84,7 +85,10 @@ def _views(panel: LeverPanel) -> dict[str, LeverTokensView]:
 
 def request(panel: LeverPanel, number: int) -> None:
     """Ask the engine what the panel's phrases become; the answer comes as a message."""
-    levers = Levers(ban=panel.lever_value("ban"), boost=panel.lever_value("boost"))
+    try:
+        levers = Levers(ban=panel.lever_value("ban"), boost=panel.lever_value("boost"))
+    except NoMatches:  # the panel is not composed yet: it asks again once it is
+        return
     views = _views(panel)
     if not levers.ban and not levers.boost:
         for view in views.values():

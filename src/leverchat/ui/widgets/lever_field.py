@@ -259,6 +259,10 @@ class LeverField(Vertical):
         self._tokens_stale()
         return True
 
+    def on_mount(self) -> None:
+        if self.value:  # phrases from the profile: shown as tokens from the start
+            self._tokens_stale()
+
     def _tokens_stale(self) -> None:
         if self.spec.name in TOKEN_LEVERS:
             self.post_message(LeverTokensView.Stale())
