@@ -447,6 +447,14 @@ def test_the_new_samplers_are_named_in_a_real_reply(generator: Generator, loaded
         "boost": Levers(**{**GREEDY.to_mapping(), "boost": {word: -100}}),
         "mirostat_tau": Levers(**sampled, mirostat_tau=0.5),
         "xtc_probability": Levers(**sampled, xtc_probability=1.0, xtc_threshold=0.0),
+        # With exponent 4 the dynamic temperature (0.1 to 2.9) stays below the plain 1.5
+        # unless a step is nearly flat, so top-p keeps fewer tokens than at 1.5: those it
+        # cuts are dynamic temperature's doing.
+        "dynatemp_range": Levers(
+            **{**sampled, "temperature": 1.5, "top_p": 0.5},
+            dynatemp_range=1.4,
+            dynatemp_exponent=4.0,
+        ),
     }
     for name, levers in cases.items():
         generator.reset_cache()
