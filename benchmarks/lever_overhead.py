@@ -46,6 +46,7 @@ def sampler_sets(neutral: Any) -> dict[str, Any]:
         "dynatemp": replace(neutral, dynatemp_range=0.5),
         "temperature_last": replace(neutral, temperature_last=1, temperature=0.8, min_p=0.05),
         "ban": replace(neutral, ban=("As an AI", "delve", "tapestry")),
+        "boost": replace(neutral, boost=(("Arr", 2.0), ("matey", 1.5), ("As an AI", -100.0))),
     }
 
 

@@ -59,6 +59,7 @@ def test_lever_overhead_compares_neutral_and_active_levers(tiny_model_dir: Path)
         "dynatemp",
         "temperature_last",
         "ban",
+        "boost",
     }
     assert all(cost > 0 for cost in result["pick_us_per_sampler"].values())
     assert result["levers"]["active"]["top_k"] > 0

@@ -179,6 +179,7 @@ def test_json_is_plain_and_complete(store: HistoryStore) -> None:
             "dynatemp_exponent": 1.0,
             "temperature_last": 0,
             "ban": [],
+            "boost": {},
         },
         "changed": ["temperature"],
     }

@@ -266,3 +266,204 @@ def test_the_token_that_completes_a_stop_string_is_marked(generator: Generator) 
     assert len(stopped.inspection) == first + 1
     assert stopped.inspection[-1].stopped_by == "stop"
     assert all(item.stopped_by is None for item in stopped.inspection[:-1])
+
+
+# -- the samplers beyond the common levers ----------------------------------------------------
+
+
+def _encode(text: str) -> list[int]:
+    """A tokenizer stand-in for ban and boost: one token per character."""
+    return [ord(char) % VOCAB for char in text]
+
+
+NEW_LEVER_SETTINGS = [
+    Levers(**NO_FILTERS, dry_multiplier=2.0, dry_allowed_length=1, dry_sequence_breakers=()),
+    Levers(temperature=1.0, top_p=0.9, min_p=0.0, xtc_probability=1.0, xtc_threshold=0.05),
+    Levers(**NO_FILTERS, xtc_probability=0.5, xtc_threshold=0.02),
+    Levers(**NO_FILTERS, mirostat_tau=3.0, mirostat_eta=0.5),
+    Levers(temperature=1.0, top_k=10, top_p=0.8, min_p=0.0, dynatemp_range=0.7),
+    Levers(temperature=0.8, top_p=0.9, min_p=0.05, temperature_last=1),
+    Levers(**NO_FILTERS, ban=("ab", "c")),
+    Levers(**NO_FILTERS, boost=(("d", -100.0), ("e", 4.0), ("f", -3.0))),
+    Levers(temperature=0.0, boost=(("g", 6.0),), ban=("h",)),
+]
+
+
+@pytest.mark.parametrize(
+    "levers", NEW_LEVER_SETTINGS, ids=lambda lv: str(lv.changed_names(Levers()))
+)
+def test_after_levers_is_what_pick_drew_from_with_the_new_samplers(levers: Levers) -> None:
+    """XTC's coin and mirostat's mu are drawn by pick: the inspector, called after it, must
+    show the distribution of that very draw (mu moves on after each token)."""
+    for seed in range(6):
+        picker = TokenPicker([1, 2, 3, 1], VOCAB, torch.device("cpu"), _encode)
+        for token in [5, 5, 7, 1]:
+            picker.accept(token)
+        for step in range(4):
+            logits = _logits(seed * 10 + step)
+            replay = torch.Generator().manual_seed(seed)
+            fired = (
+                levers.xtc_probability > 0
+                and not levers.mirostat
+                and (float(torch.rand(1, generator=replay)) < levers.xtc_probability)
+            )
+            probs, ids = picker.distribution(logits, levers, xtc_fired=fired)  # before pick
+            token = picker.pick(logits, levers, torch.Generator().manual_seed(seed))
+            if levers.is_greedy:
+                assert token == int(ids[0])
+            else:
+                assert token == int(ids[torch.multinomial(probs, 1, generator=replay)])
+            record = Inspector(_Tokenizer(), VOCAB).observe(picker, logits, levers, token)
+            after = {alt.token_id: alt.after for alt in record.alternatives}
+            expected = torch.zeros(VOCAB).index_put_((ids,), probs)
+            assert [after[t] for t in range(VOCAB)] == expected.tolist()
+            assert record.after == float(expected[token]) > 0
+            for alt in record.alternatives:
+                assert (alt.removed_by is not None) == (alt.after == 0.0)
+            picker.accept(token)
+
+
+@pytest.mark.parametrize(
+    "levers", NEW_LEVER_SETTINGS[:-1], ids=lambda lv: str(lv.changed_names(Levers()))
+)
+@pytest.mark.parametrize("fired", [False, True])
+def test_the_stages_replay_the_new_samplers(levers: Levers, fired: bool) -> None:
+    for seed in range(4):
+        logits = _logits(seed)
+        picker = TokenPicker([1, 2, 3, 1], VOCAB, torch.device("cpu"), _encode)
+        for token in [5, 5, 7, 1]:
+            picker.accept(token)
+        # As if this step's pick had drawn the coin so (it draws one only while XTC is on).
+        picker._drawn_xtc = fired and levers.xtc_probability > 0
+        replayed = run_stages(logits, levers, picker)
+        reference = picker.process(logits, levers)
+        assert torch.equal(torch.isinf(replayed), torch.isinf(reference))
+        finite = torch.isfinite(reference)
+        assert torch.allclose(replayed[finite], reference[finite], rtol=1e-5)
+
+
+def _char_picker(text: str = "") -> TokenPicker:
+    picker = TokenPicker([], VOCAB, torch.device("cpu"), _encode)
+    for token in _encode(text):
+        picker.accept(token)
+    return picker
+
+
+def _token(char: str) -> int:
+    return _encode(char)[0]
+
+
+def test_a_ban_and_a_minus_100_boost_are_named() -> None:
+    levers = Levers(**NO_FILTERS, ban=("x",), boost=(("y", -100.0), ("z", -2.0)))
+    record = _observe(_ordered_logits(), levers, _char_picker())
+    removed = _removed(record)
+    assert removed[_token("x")] == "ban" and removed[_token("X")] == "ban"
+    assert removed[_token("y")] == "boost"
+    assert removed[_token("z")] is None  # lowered, not removed: nothing cut it
+    assert {name for name in removed.values()} == {None, "ban", "boost"}
+
+
+def test_a_boost_that_pushes_a_token_past_top_k_is_named() -> None:
+    # Token 0 is the likeliest; a -2 boost on it puts it below token 1 (4 - 2 < 3.5).
+    char = next(c for c in map(chr, range(33, 127)) if _token(c) == 0)
+    levers = Levers(temperature=1.0, top_k=1, top_p=1.0, min_p=0.0, boost=((char, -2.0),))
+    record = _observe(_ordered_logits(), levers, _char_picker())
+    assert record.token_id == 1
+    assert _removed(record)[0] == "boost"
+
+
+def test_dry_pushing_a_repeat_out_is_named() -> None:
+    # "...0 1 ... 0": another 1 would repeat "0 1". DRY lowers it below token 2 (3.5 - 1 < 3).
+    levers = Levers(
+        temperature=1.0,
+        top_k=2,
+        top_p=1.0,
+        min_p=0.0,
+        dry_multiplier=1.0,
+        dry_allowed_length=1,
+        dry_sequence_breakers=(),
+    )
+    picker = _picker(prompt=[9, 0, 1, 9, 9, 0])
+    removed = _removed(_observe(_ordered_logits(), levers, picker))
+    assert removed[1] == "dry_multiplier"
+    assert removed[3] == "top_k"  # cut with or without DRY
+
+
+def test_xtc_that_fired_is_named_and_one_that_did_not_removes_nothing() -> None:
+    logits = torch.full((VOCAB,), -20.0)
+    logits[:4] = torch.log(torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    levers = Levers(**NO_FILTERS, xtc_probability=1.0, xtc_threshold=0.15)
+    record = _observe(logits, levers)  # the coin always comes up at probability 1
+    assert record.token_id in (2, 3)
+    removed = _removed(record)
+    assert [removed[t] for t in range(4)] == ["xtc_probability", "xtc_probability", None, None]
+    rarely = Levers(**NO_FILTERS, xtc_probability=0.001, xtc_threshold=0.15)
+    record = _observe(logits, rarely)  # seed 0's coin: 0.50 > 0.001, no cut
+    assert {alt.removed_by for alt in record.alternatives} == {None}
+
+
+def test_mirostat_cuts_are_named_and_replace_the_filters() -> None:
+    logits = torch.full((VOCAB,), -20.0)
+    logits[:4] = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    # tau 0.5: mu = 1 bit keeps only p >= 0.5; top_k 3 is replaced, not applied.
+    levers = Levers(temperature=1.0, top_k=3, top_p=1.0, min_p=0.0, mirostat_tau=0.5)
+    record = _observe(logits, levers)
+    removed = _removed(record)
+    assert record.token_id == 0
+    assert {removed[t] for t in range(1, VOCAB)} == {"mirostat_tau"}
+
+
+def test_dynamic_temperature_that_narrows_top_p_is_named() -> None:
+    # Two likely tokens and a flat tail: a confident step, so dynamic temperature goes to its
+    # low end (0.2) and top-p 0.9 keeps only the two; at the plain temperature 1 it would
+    # need a third.
+    logits = torch.full((VOCAB,), -3.0)
+    logits[:2] = torch.tensor([2.0, 1.8])
+    plain = Levers(temperature=1.0, top_k=0, top_p=0.9, min_p=0.0)
+    dynamic = plain.with_value("dynatemp_range", 0.8).with_value("dynatemp_exponent", 4.0)
+    assert _removed(_observe(logits, plain)).get(2) is None
+    removed = _removed(_observe(logits, dynamic))
+    assert removed[2] == "dynatemp_range"
+    assert removed[0] is None and removed[1] is None
+
+
+def _single_token_word(loaded: Any, token: int) -> str:
+    text = str(loaded.tokenizer.decode([token])).strip()
+    encoded = loaded.tokenizer.encode(text, add_special_tokens=False)
+    return text if text.isprintable() and encoded == [token] else ""
+
+
+def test_the_new_samplers_are_named_in_a_real_reply(generator: Generator, loaded: Any) -> None:
+    """Through the decode loop on the tiny model, every alternative of every token (top-N =
+    the whole vocabulary): each lever's cuts carry its name, and the chosen token is always
+    one the levers kept."""
+    vocab = generator.vocab_size
+    plain = generator.run(_request(GREEDY), None).token_ids
+    word = next(filter(None, (_single_token_word(loaded, t) for t in plain)))
+    banned = loaded.tokenizer.encode(word, add_special_tokens=False)[0]
+    sampled = {"temperature": 1.0, "top_p": 1.0, "min_p": 0.0, "max_new_tokens": 6, "seed": 3}
+    cases = {
+        "ban": Levers(**{**GREEDY.to_mapping(), "ban": [word]}),
+        "boost": Levers(**{**GREEDY.to_mapping(), "boost": {word: -100}}),
+        "mirostat_tau": Levers(**sampled, mirostat_tau=0.5),
+        "xtc_probability": Levers(**sampled, xtc_probability=1.0, xtc_threshold=0.0),
+        # With exponent 4 the dynamic temperature (0.1 to 2.9) stays below the plain 1.5
+        # unless a step is nearly flat, so top-p keeps fewer tokens than at 1.5: those it
+        # cuts are dynamic temperature's doing.
+        "dynatemp_range": Levers(
+            **{**sampled, "temperature": 1.5, "top_p": 0.5},
+            dynatemp_range=1.4,
+            dynatemp_exponent=4.0,
+        ),
+    }
+    for name, levers in cases.items():
+        generator.reset_cache()
+        result = generator.run(_request(levers, inspect=vocab), None)
+        assert result.inspection, name
+        for step in result.inspection:
+            assert step.after is not None and step.after > 0
+            cut = {alt.token_id: alt.removed_by for alt in step.alternatives if alt.after == 0}
+            assert name in cut.values(), name
+            if name in ("ban", "boost"):
+                assert cut[banned] == name
+                assert banned not in result.token_ids

@@ -114,6 +114,9 @@ def _lever_strategy(spec_name: str) -> st.SearchStrategy[object]:
         return st.sampled_from(spec.choices)
     if spec.kind == "text":
         return st.text(max_size=40).map(lambda t: t.replace("\r", ""))
+    if spec.kind == "weights":
+        phrases = st.text(min_size=1, max_size=10).filter(str.strip)
+        return st.dictionaries(phrases, st.floats(-100, 100, allow_nan=False), max_size=3)
     return st.lists(st.text(min_size=1, max_size=10), max_size=3).map(tuple)
 
 

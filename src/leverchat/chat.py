@@ -14,6 +14,7 @@ from leverchat.branch import BranchPoint
 from leverchat.engine.types import (
     ChatMessage,
     LeverChange,
+    LeverTokens,
     RemoteProvenance,
     Role,
     Stats,
@@ -55,6 +56,8 @@ class ReplyProvenance:
     prompt_format: str = ""
     # A version continued from another version's tokens: which, where, and from what start.
     branch: BranchPoint | None = None
+    # What its banned and boosted phrases became in the tokenizer (this session's replies).
+    lever_tokens: tuple[LeverTokens, ...] = ()
 
 
 @dataclass(frozen=True)

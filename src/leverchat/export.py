@@ -133,6 +133,10 @@ def _lever_text(levers: Levers, escape: Callable[[str], str]) -> str:
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, tuple) and value and all(isinstance(item, tuple) for item in value):
+        value = dict(value)  # the boost's (phrase, weight) pairs, as its table
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list | tuple):
         return json.dumps(list(value), ensure_ascii=False)
     return str(value)

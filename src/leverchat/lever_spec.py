@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-LeverKind = Literal["float", "int", "optional_int", "strings", "choice", "text"]
+# "weights": text -> number pairs (the boost lever: a phrase and its logit bias).
+LeverKind = Literal["float", "int", "optional_int", "strings", "choice", "text", "weights"]
 
 # The longest text a "text" lever (the persona note) may hold.
 MAX_TEXT_LEVER = 2000
@@ -36,6 +37,9 @@ class LeverSpec:
             return "one of " + ", ".join(self.choices)
         if self.kind == "text":
             return f"a text of up to {MAX_TEXT_LEVER} characters"
+        if self.kind == "weights":
+            low, high = format_number(self.minimum or 0), format_number(self.maximum or 0)
+            return f"phrase=weight pairs, each weight {low} to {high}"
         low = format_number(self.minimum) if self.minimum is not None else "-inf"
         high = format_number(self.maximum) if self.maximum is not None else "no limit"
         text = f"{low} to {high}"

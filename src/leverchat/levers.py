@@ -26,6 +26,7 @@ from leverchat.lever_spec import (
     strings_lever,
     text_lever,
 )
+from leverchat.lever_weights import WeightError, Weights, validate_weights
 from leverchat.sampler_specs import DEFAULT_DRY_BREAKERS, FLAG_LEVERS, SAMPLER_SPECS
 
 __all__ = ["LeverKind", "LeverSpec", "format_number"]
@@ -129,6 +130,11 @@ def validate_lever(name: str, value: Any) -> Any:
         raise LeverError(name, unknown_key_message(name))
     if spec.kind == "strings":
         return _validate_strings(spec, value)
+    if spec.kind == "weights":
+        try:
+            return validate_weights(name, value, spec.minimum or 0.0, spec.maximum or 0.0)
+        except WeightError as error:
+            raise LeverError(name, str(error)) from None
     if spec.kind == "text":
         if not isinstance(value, str):
             raise LeverError(name, f"{name} must be a text, not {_describe(value)}")
@@ -235,6 +241,8 @@ class Levers:
     dynatemp_exponent: float = 1.0
     temperature_last: int = 0
     ban: tuple[str, ...] = ()
+    # Phrase -> logit bias pairs (lever_weights.py); a table in TOML and JSON.
+    boost: Weights = ()
 
     def __post_init__(self) -> None:
         # Direct construction is validated too: an invalid Levers object cannot exist.
@@ -263,7 +271,10 @@ class Levers:
                 continue
             if value is None:
                 continue
-            out[field.name] = list(value) if isinstance(value, tuple) else value
+            if SPECS_BY_NAME[field.name].kind == "weights":
+                out[field.name] = dict(value)
+            else:
+                out[field.name] = list(value) if isinstance(value, tuple) else value
         return out
 
     def with_value(self, name: str, value: Any) -> Levers:

@@ -1,5 +1,6 @@
 """The specs of the samplers other tools' presets use beyond the common levers: DRY, XTC,
-mirostat v2, dynamic temperature, temperature-last ordering and banned phrases.
+mirostat v2, dynamic temperature, temperature-last ordering, banned phrases and boosted
+phrases (a logit bias by text).
 
 Each one is neutral by default and costs nothing then; the side panel lists them under "More
 levers". The names are llama.cpp's and text-generation-webui's, so imported presets map by name.
@@ -41,6 +42,8 @@ SAMPLER_SPECS: tuple[LeverSpec, ...] = (
         help="1: apply temperature after top-k, top-p and min-p instead of before."),
     strings_lever("ban", "Banned phrases", more=True,
         help="Words or phrases the reply may not write (the phrase's last token is banned)."),
+    LeverSpec("boost", "weights", (), -100.0, 100.0, 0, (), label="Boost", more=True,
+        help="Phrase=weight: added to the logit of each phrase's first token; -100 bans it."),
 )
 # fmt: on
 

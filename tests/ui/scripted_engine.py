@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from leverchat.engine.types import (
     GenerationRequest,
     GenerationResult,
     LeverChange,
+    LeverTokens,
     LoadProgress,
     ModelInfo,
     ModelSpec,
@@ -118,6 +120,26 @@ class ScriptedEngine:
         self, messages: tuple[ChatMessage, ...], prompt_format: PromptFormat = "auto"
     ) -> Future[int]:
         return self._submit(lambda: sum(len(m.content.split()) for m in messages))
+
+    def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
+        """A stand-in tokenizer: one token per word (a space starts a new one), ids counted
+        from 100; each phrase as written and with a leading space."""
+
+        def tokens(text: str) -> tuple[str, ...]:
+            return tuple(re.findall(r" ?[^ ]+| ", text))
+
+        def entry(lever: str, text: str, weight: float | None) -> LeverTokens:
+            forms = (tokens(text), tokens(" " + text.lstrip(" ")))
+            ids = tuple(tuple(range(100, 100 + len(form))) for form in forms)
+            return LeverTokens(lever, text, ids, weight, forms)
+
+        def run() -> tuple[LeverTokens, ...]:
+            if not self.loaded:
+                return ()
+            banned = [entry("ban", text, None) for text in levers.ban]
+            return (*banned, *(entry("boost", text, w) for text, w in levers.boost))
+
+        return self._submit(run)
 
     def close(self, timeout: float = 5.0) -> None:
         if self._closed:

@@ -336,9 +336,11 @@ def format_stats(result: GenerationResult) -> str:
 
 
 def format_lever_tokens(result: GenerationResult) -> list[str]:
-    """One line per banned phrase or DRY breaker: the token sequences it became."""
+    """One line per banned or boosted phrase or DRY breaker: the token sequences it became."""
     return [
-        f"{item.lever} {item.text!r} -> tokens "
+        f"{item.lever} {item.text!r}"
+        + (f" ({item.weight:+g} on the first token)" if item.weight is not None else "")
+        + " -> tokens "
         + (", ".join(str(list(sequence)) for sequence in item.sequences) or "none")
         for item in result.lever_tokens
     ]
@@ -364,6 +366,7 @@ def result_to_json(result: GenerationResult, info: ModelInfo) -> dict[str, Any]:
                 "lever": item.lever,
                 "text": item.text,
                 "token_ids": [list(sequence) for sequence in item.sequences],
+                **({"weight": item.weight} if item.weight is not None else {}),
             }
             for item in result.lever_tokens
         ],

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from leverchat.commands.remote_options import add_remote_options
 from leverchat.engine.types import ModelSpec
+from leverchat.lever_weights import WeightError, parse_weights_text
 from leverchat.levers import LEVER_SPECS, LeverError, LeverSpec, validate_lever
 
 # Option names follow common CLI spelling; `max_new_tokens` is `--max-tokens` as in most tools.
@@ -176,6 +177,11 @@ def _lever_type(spec: LeverSpec) -> Callable[[str], Any]:
         value: Any
         if spec.kind == "strings":
             value = text.encode().decode("unicode_escape") if "\\" in text else text
+        elif spec.kind == "weights":
+            try:  # one PHRASE=WEIGHT per option, validated as a one-entry table
+                value = parse_weights_text(spec.name, text)
+            except WeightError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
         elif spec.kind in ("choice", "text"):
             value = text.strip()
         elif spec.kind == "float":
@@ -220,6 +226,16 @@ def add_lever_options(parser: argparse.ArgumentParser) -> None:
                 help=f"{spec.help} Repeatable; \\n means a newline.",
             )
             continue
+        if spec.kind == "weights":
+            group.add_argument(
+                option_name(spec),
+                dest=f"lever_{spec.name}",
+                action="append",
+                type=_lever_type(spec),
+                metavar="PHRASE=WEIGHT",
+                help=f"{spec.help} Repeatable ({spec.range_text()}).",
+            )
+            continue
         metavar = {"float": "X", "choice": "ROLE", "text": "TEXT"}.get(spec.kind, "N")
         group.add_argument(
             option_name(spec),
@@ -245,5 +261,8 @@ def levers_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if spec.kind == "strings":
             # Each --stop was validated as a 1-tuple: join them in order.
             value = tuple(item for group in value for item in group)
+        elif spec.kind == "weights":
+            # Each --boost was validated on its own: join them, checking the whole once more.
+            value = validate_lever(spec.name, [pair for group in value for pair in group])
         values[spec.name] = value
     return values

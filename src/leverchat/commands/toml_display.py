@@ -35,7 +35,8 @@ def dumps_for_display(data: Mapping[str, Any], *, header: str = "") -> str:
     out += [f"{_key(key)} = {_value(value, top=True)}" for key, value in _scalars(data)]
     for key, table in tables:
         out += ["", f"[{_key(key)}]"]
-        out += [f"{_key(k)} = {_value(v, top=True)}" for k, v in _scalars(table)]
+        # A table inside one (levers.boost) is written inline, where the reader sees it.
+        out += [f"{_key(k)} = {_value(v, top=True)}" for k, v in table.items() if v is not None]
     return "\n".join(out) + "\n"
 
 

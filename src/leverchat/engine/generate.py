@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +112,14 @@ class Generator:
 
     def count_tokens(self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice) -> int:
         return len(encode_messages(self.tokenizer, messages, prompt_format))
+
+    def lever_tokens(self, levers: Levers) -> tuple[LeverTokens, ...]:
+        """What the phrases of ``levers`` become in this tokenizer (the panel shows it)."""
+        picker = TokenPicker([], self.vocab_size, self.device, self._encode_text)
+        return lever_tokens(picker, levers, self._decode_token)
+
+    def _decode_token(self, token: int) -> str:
+        return str(self.tokenizer.decode([token]))
 
     def reset_cache(self) -> None:
         if self.compiled is not None:
@@ -225,7 +234,7 @@ class Generator:
                     logits = self._step(token)
             if stop_reason is not StopReason.STOP_STRING:
                 state.emit(stop_filter.flush(), on_chunk)
-            state.lever_tokens = lever_tokens(picker, levers)
+            state.lever_tokens = lever_tokens(picker, levers, self._decode_token)
             return self._result(state, stop_reason, stats, seed, start_levers, started, own_stops)
         except Exception as error:  # any failure ends this request, never the engine
             log.exception("generation failed")
@@ -416,12 +425,23 @@ class _ReplyState:
             on_chunk(piece)
 
 
-def lever_tokens(picker: TokenPicker, levers: Levers) -> tuple[LeverTokens, ...]:
-    """Which tokens the text-valued levers became: each banned phrase's sequences, and DRY's
-    breakers while DRY is on (shown by ``ask --json``/``--stats`` and kept in the result)."""
+def lever_tokens(
+    picker: TokenPicker, levers: Levers, decode: Callable[[int], str] | None = None
+) -> tuple[LeverTokens, ...]:
+    """Which tokens the text-valued levers became: each banned or boosted phrase's sequences,
+    and DRY's breakers while DRY is on (shown by ``ask --json``/``--stats``, the panel and F3)."""
+
+    def pieces(sequences: tuple[tuple[int, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(map(decode, seq)) for seq in sequences) if decode else ()
+
     out = [
-        LeverTokens("ban", phrase.text, phrase.sequences) for phrase in picker.banned(levers.ban)
+        LeverTokens("ban", phrase.text, phrase.sequences, None, pieces(phrase.sequences))
+        for phrase in picker.banned(levers.ban)
     ]
+    out.extend(
+        LeverTokens("boost", phrase.text, phrase.sequences, phrase.weight, pieces(phrase.sequences))
+        for phrase in picker.boosted(levers.boost)
+    )
     if levers.dry_multiplier > 0.0:
         encode = picker.encode_text
         for breaker in levers.dry_sequence_breakers:

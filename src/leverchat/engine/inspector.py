@@ -7,13 +7,15 @@ from, so the two cannot drift apart. **Raw** is the softmax of the model's logit
 **Attribution** replays the levers as a list of named :class:`Stage` objects, in the picker's
 order, on the whole vocabulary, and names the first stage after which an alternative is gone.
 The stages call the same functions the picker does (``TokenPicker.penalised`` with one
-penalty at a time, the ``filter_*`` reference filters of truncation.py); a test checks that
-their composition equals ``TokenPicker.process``. A new sampler lever slots in as one more
-:class:`Stage` in :data:`STAGES`.
+penalty at a time, the ``filter_*`` reference filters of truncation.py, the samplers of
+engine/samplers/); a test checks that their composition equals ``TokenPicker.process``. A new
+sampler lever slots in as one more :class:`Stage` in :data:`STAGES`. XTC's coin and
+mirostat's mu are the ones the picker drew at this step's ``pick``.
 
 A penalty never removes a token by itself; it lowers its logit so that a later filter cuts it.
 Such a token is credited to the penalty when, without the penalties, the filters would have
-kept it ("the penalty pushed it out").
+kept it ("the penalty pushed it out"). Dynamic temperature is credited the same way: when the
+plain temperature would have kept the token.
 
 Nothing here runs unless a request asks for inspection (``GenerationRequest.inspect``).
 """
@@ -26,6 +28,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from leverchat.engine.inspection import STOP_STRING, Alternative, TokenInspection
+from leverchat.engine.samplers.dynatemp import apply_temperature
+from leverchat.engine.samplers.mirostat import mirostat_filter
+from leverchat.engine.samplers.xtc import apply_xtc
 from leverchat.engine.truncation import (
     filter_min_p,
     filter_top_k,
@@ -53,12 +58,19 @@ class Stage:
     penalty: bool = False
 
 
+# The levers TokenPicker.penalised applies, in its order, each at its neutral value.
 _NO_PENALTIES: dict[str, Any] = {
+    "boost": (),
     "repetition_penalty": 1.0,
     "frequency_penalty": 0.0,
     "presence_penalty": 0.0,
     "no_repeat_ngram_size": 0,
+    "dry_multiplier": 0.0,
+    "ban": (),
 }
+# Those that remove a token outright rather than lower its logit (a boost of -100 does too:
+# its -inf is seen as a removal).
+_REMOVERS = frozenset({"no_repeat_ngram_size", "ban"})
 
 
 @lru_cache(maxsize=64)
@@ -77,7 +89,7 @@ def _penalty(name: str) -> Stage:
         name=name,
         active=lambda levers: getattr(levers, name) != _NO_PENALTIES[name],
         apply=apply,
-        penalty=name != "no_repeat_ngram_size",  # n-gram blocking removes outright
+        penalty=name not in _REMOVERS,
     )
 
 
@@ -89,17 +101,37 @@ def _temperature(logits: torch.Tensor, levers: Levers, picker: TokenPicker) -> t
         keep = torch.zeros_like(logits, dtype=torch.bool)
         keep[torch.argmax(logits)] = True
         return logits.masked_fill(~keep, float("-inf"))
-    return logits / levers.temperature
+    return apply_temperature(logits, levers)  # dynamic when dynatemp_range > 0
+
+
+def _temperature_first(levers: Levers) -> bool:
+    # Mirostat's chain is temperature then mirostat, whatever temperature_last says.
+    return levers.is_greedy or levers.mirostat or not levers.temperature_last
+
+
+def _truncating(levers: Levers) -> bool:
+    """The truncation filters and XTC run: sampling, and mirostat not replacing them."""
+    return not levers.is_greedy and not levers.mirostat
+
+
+def _xtc(logits: torch.Tensor, levers: Levers, picker: TokenPicker) -> torch.Tensor:
+    # Only when the coin came up at this step's pick (the picker keeps what it drew).
+    return apply_xtc(logits, levers.xtc_threshold) if picker.xtc_fired else logits
+
+
+def _mirostat(logits: torch.Tensor, levers: Levers, picker: TokenPicker) -> torch.Tensor:
+    return mirostat_filter(logits, picker.mirostat_mu(levers))
 
 
 def _filter(name: str, function: Callable[[torch.Tensor, Any], torch.Tensor]) -> Stage:
     def apply(logits: torch.Tensor, levers: Levers, picker: TokenPicker) -> torch.Tensor:
         return function(logits, getattr(levers, name))
 
-    # At temperature 0 the picker applies no filter (greedy takes the argmax).
+    # At temperature 0 the picker applies no filter (greedy takes the argmax); mirostat
+    # replaces them.
     return Stage(
         name=name,
-        active=lambda levers: not levers.is_greedy and _is_on(name, getattr(levers, name)),
+        active=lambda levers: _truncating(levers) and _is_on(name, getattr(levers, name)),
         apply=apply,
     )
 
@@ -128,18 +160,23 @@ def _is_on(name: str, value: Any) -> bool:
     return bool(value < 1.0)  # top_p, typical_p
 
 
-# The picker's order (see sampling.py): penalties, temperature, top-k, top-p, min-p, typical-p.
+# The picker's order (see sampling.py): the boost's logit bias, the penalties, DRY and banned
+# phrases; temperature (dynamic or not); top-k, top-p, min-p, typical-p and XTC, or mirostat in
+# their place; temperature here instead when temperature_last. Each stage is named by the
+# lever that switches it on (XTC by xtc_probability, mirostat by mirostat_tau).
 STAGES: tuple[Stage, ...] = (
-    _penalty("repetition_penalty"),
-    _penalty("frequency_penalty"),
-    _penalty("presence_penalty"),
-    _penalty("no_repeat_ngram_size"),
-    Stage("temperature", lambda levers: True, _temperature),
+    *(_penalty(name) for name in _NO_PENALTIES),
+    Stage("temperature", _temperature_first, _temperature),
     _filter("top_k", filter_top_k),
     _filter("top_p", filter_top_p_fast),
     _filter("min_p", filter_min_p),
     _filter("typical_p", filter_typical_p),
+    Stage("xtc_probability", lambda lv: _truncating(lv) and lv.xtc_probability > 0.0, _xtc),
+    Stage("mirostat_tau", lambda lv: not lv.is_greedy and lv.mirostat, _mirostat),
+    Stage("temperature", lambda lv: _truncating(lv) and bool(lv.temperature_last), _temperature),
 )
+# A token these removed may have been pushed out by dynamic temperature instead.
+_BEFORE_TEMPERATURE = frozenset(_NO_PENALTIES)
 
 
 def run_stages(
@@ -196,7 +233,32 @@ def attribute(
             if value != float("-inf"):
                 # Without the penalties it would have stayed: the penalty pushed it out.
                 removed[token] = lowered[token]
+    if levers.dynatemp_range > 0.0 and not levers.is_greedy:
+        _credit_dynatemp(logits, levers, picker, stages, removed)
     return removed
+
+
+def _credit_dynatemp(
+    logits: torch.Tensor,
+    levers: Levers,
+    picker: TokenPicker,
+    stages: Sequence[Stage],
+    removed: dict[int, str],
+) -> None:
+    """Dynamic temperature removes nothing itself; it moves the temperature, and so the line
+    top-p, min-p, typical-p, XTC or mirostat draw. A token a filter cut that the same levers
+    at the plain temperature would have kept was pushed out by it."""
+    import torch
+
+    cut = [token for token, name in removed.items() if name not in _BEFORE_TEMPERATURE]
+    if not cut:
+        return
+    plain = replace(levers, dynatemp_range=0.0)
+    kept = run_stages(logits[: picker.vocab_size].float(), plain, picker, stages)
+    values = kept[torch.tensor(cut, device=logits.device)].tolist()
+    for token, value in zip(cut, values, strict=True):
+        if value != float("-inf"):
+            removed[token] = "dynatemp_range"
 
 
 class Inspector:

@@ -4,7 +4,8 @@ transformers has no frequency/presence penalty and fixes its processors for a wh
 ``generate`` call, so leverchat applies every lever itself, from the levers read at this very
 step. Each lever costs nothing when it is at its neutral value. The order follows
 transformers' own: penalties first (they also apply to greedy decoding: repetition,
-frequency/presence, n-gram blocking, DRY, banned phrases), then temperature, top-k, top-p,
+frequency/presence, n-gram blocking, DRY, banned phrases; boosted phrases' logit bias
+before them all, as llama.cpp's chain), then temperature, top-k, top-p,
 min-p, typical-p and XTC. ``temperature_last`` moves temperature after XTC (as
 text-generation-webui's option does; llama.cpp's default chain already ends with it), and
 mirostat v2 replaces everything after temperature (as in llama.cpp). How each filter treats ties
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from leverchat.engine.samplers.boost import BoostedPhrase, boosted_phrases, token_biases
 from leverchat.engine.samplers.dry import breaker_ids, dry_penalties
 from leverchat.engine.samplers.dynatemp import apply_temperature
 from leverchat.engine.samplers.mirostat import MirostatState, mirostat_filter
@@ -34,6 +36,7 @@ from leverchat.engine.truncation import (
     nucleus_size,
     top_k_with_ties,
 )
+from leverchat.lever_weights import Weights
 from leverchat.levers import Levers
 
 if TYPE_CHECKING:
@@ -111,8 +114,14 @@ class TokenPicker:
         self._encode = encode
         self._breakers: tuple[tuple[str, ...], frozenset[int]] = ((), frozenset())
         self._bans: tuple[tuple[str, ...], tuple[BannedPhrase, ...]] = ((), ())
+        self._boosts: tuple[Weights, tuple[BoostedPhrase, ...]] = ((), ())
+        self._bias_tensors: tuple[Weights, torch.Tensor, torch.Tensor] | None = None
         # Mirostat's mu: one per reply, as the picker is.
         self.mirostat = MirostatState()
+        # What the last pick drew for the step not yet accepted: XTC's coin and the mu
+        # mirostat cut at. The inspector, called between pick and accept, sees that very step.
+        self._drawn_xtc: bool | None = None
+        self._drawn_mu: float | None = None
         self._vocab_size = vocab_size
         self._device = device
         self._all_ids = list(prompt_ids)
@@ -127,6 +136,7 @@ class TokenPicker:
 
     def accept(self, token_id: int) -> None:
         """Record a generated token."""
+        self._drawn_xtc = self._drawn_mu = None  # the next step draws afresh
         self._all_ids.append(token_id)
         if not 0 <= token_id < self._vocab_size:
             return
@@ -144,6 +154,12 @@ class TokenPicker:
 
         logits = logits[: self._vocab_size].float()
         modified = False
+        if levers.boost:
+            # First, as llama.cpp's logit-bias sampler: the penalties see the biased logits.
+            ids, biases = self._biases(levers.boost, logits.device)
+            if ids.numel():
+                logits, modified = logits.clone(), True
+                logits[ids] += biases
         if levers.repetition_penalty != 1.0 and self._seen:
             if self._seen_tensor is None:
                 self._seen_tensor = torch.tensor(list(self._seen), device=logits.device)
@@ -218,20 +234,42 @@ class TokenPicker:
             self._bans = (phrases, found)
         return self._bans[1]
 
+    def boosted(self, weights: Weights) -> tuple[BoostedPhrase, ...]:
+        """The ``boost`` lever's phrases and the token sequences each became (cached)."""
+        if self._boosts[0] != weights:
+            found = boosted_phrases(weights, self._encode) if self._encode else ()
+            self._boosts = (weights, found)
+        return self._boosts[1]
+
+    def _biases(self, weights: Weights, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The boost as (token ids, what to add to their logits), built once per value."""
+        import torch
+
+        if self._bias_tensors is None or self._bias_tensors[0] != weights:
+            biases = token_biases(self.boosted(weights), self._vocab_size)
+            self._bias_tensors = (
+                weights,
+                torch.tensor(list(biases), dtype=torch.long, device=device),
+                torch.tensor(list(biases.values()), dtype=torch.float32, device=device),
+            )
+        return self._bias_tensors[1], self._bias_tensors[2]
+
     # -- the reference, full-vocabulary filters ------------------------------------------
 
     def process(
-        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool = False
+        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool | None = None
     ) -> torch.Tensor:
         """The logits after every lever but the final choice (1-D, float32, -inf = removed).
 
-        ``xtc_fired``: whether XTC's coin came up this step (:meth:`pick` draws it)."""
+        ``xtc_fired``: whether XTC's coin came up this step; None: what :meth:`pick` drew for
+        this step (no coin before it)."""
+        xtc_fired = self.xtc_fired if xtc_fired is None else xtc_fired
         logits = self.penalised(logits, levers)
         if levers.is_greedy:
             return logits
         if levers.mirostat:
             logits = apply_temperature(logits, levers)
-            return mirostat_filter(logits, self.mirostat.current(levers.mirostat_tau))
+            return mirostat_filter(logits, self.mirostat_mu(levers))
         if not levers.temperature_last:
             logits = apply_temperature(logits, levers)
         logits = filter_top_k(logits, levers.top_k)
@@ -243,6 +281,18 @@ class TokenPicker:
         if levers.temperature_last:
             logits = apply_temperature(logits, levers)
         return logits
+
+    @property
+    def xtc_fired(self) -> bool:
+        """Whether XTC's coin came up at the pick of the step not yet accepted."""
+        return bool(self._drawn_xtc)
+
+    def mirostat_mu(self, levers: Levers) -> float:
+        """The mu mirostat cuts at this step: the one the last pick used until its token is
+        accepted (pick then moves mu on for the next step), else the current one."""
+        if self._drawn_mu is not None:
+            return self._drawn_mu
+        return self.mirostat.current(levers.mirostat_tau)
 
     # -- the fast path -------------------------------------------------------------------
 
@@ -280,11 +330,15 @@ class TokenPicker:
         return values[keep], ids[keep]
 
     def distribution(
-        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool = False
+        self, logits: torch.Tensor, levers: Levers, *, xtc_fired: bool | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What :meth:`pick` samples from, as (probabilities, token ids). Where typical-p or
-        mirostat is on, the whole vocabulary, with zeros for the tokens it removed."""
+        mirostat is on, the whole vocabulary, with zeros for the tokens it removed. Between
+        ``pick`` and ``accept`` it is the very distribution that pick drew from (its XTC coin
+        and mirostat mu); ``xtc_fired`` overrides the coin."""
         import torch
+
+        xtc_fired = self.xtc_fired if xtc_fired is None else xtc_fired
 
         scores = self.penalised(logits, levers)
         if levers.is_greedy:
@@ -324,6 +378,8 @@ class TokenPicker:
         mirostat = levers.mirostat
         # The coin is drawn only while XTC is on, so a reply without it draws exactly as before.
         fired = not mirostat and xtc_fires(levers.xtc_probability, generator)
+        self._drawn_xtc = fired
+        self._drawn_mu = self.mirostat.current(levers.mirostat_tau) if mirostat else None
         probs, ids = self._sampled(logits, scores, levers, fired)
         choice = torch.multinomial(probs, 1, generator=generator)
         if mirostat:

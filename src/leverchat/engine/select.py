@@ -16,10 +16,12 @@ from leverchat.engine.types import (
     FormatChoice,
     GenerationRequest,
     GenerationResult,
+    LeverTokens,
     ModelInfo,
     ModelSpec,
     ProgressCallback,
 )
+from leverchat.levers import Levers
 
 
 def _local() -> ChatEngine:
@@ -93,6 +95,9 @@ class AnyEngine:
         self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
     ) -> Future[int]:
         return self.current.count_tokens(messages, prompt_format)
+
+    def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
+        return self.current.lever_tokens(levers)
 
     def close(self, timeout: float = 5.0) -> None:
         for engine in list(self._engines.values()):

@@ -160,12 +160,15 @@ class RemoteProvenance:
 
 @dataclass(frozen=True)
 class LeverTokens:
-    """What a text-valued lever became in the loaded tokenizer: a banned phrase's token
-    sequences (its variants), or a DRY sequence breaker's token."""
+    """What a text-valued lever became in the loaded tokenizer: a banned or boosted phrase's
+    token sequences (its variants), or a DRY sequence breaker's token."""
 
     lever: str
     text: str
     sequences: tuple[tuple[int, ...], ...]
+    weight: float | None = None  # a boosted phrase's logit bias (on each sequence's first token)
+    # The text of each token of each sequence, as the tokenizer decodes it alone (for display).
+    pieces: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ class GenerationResult:
     inspection: tuple[TokenInspection, ...] = ()
     # The prompt format used, in words (prompt.describe_format); "" when not known.
     prompt_format: str = ""
-    # The banned phrases and DRY breakers of the reply's last levers, as tokens.
+    # The banned and boosted phrases and DRY breakers of the reply's last levers, as tokens.
     lever_tokens: tuple[LeverTokens, ...] = ()
     # How many of ``token_ids`` were the request's reply_prefix (given, not sampled).
     prefix_tokens: int = 0
@@ -301,5 +304,10 @@ class ChatEngine(Protocol):
     def count_tokens(
         self, messages: tuple[ChatMessage, ...], prompt_format: FormatChoice = "auto"
     ) -> Future[int]: ...
+
+    def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
+        """Which tokens the banned and boosted phrases of ``levers`` become in the loaded
+        model's tokenizer (empty when there is none here), for the panel to show."""
+        ...
 
     def close(self, timeout: float = 5.0) -> None: ...

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
+from leverchat.engine.aside import run_aside
 from leverchat.engine.loading import STAGE_COMPILING, STAGE_READY, progress_reporter
 from leverchat.engine.serial import SerialExecutor
 from leverchat.engine.types import (
@@ -25,6 +26,7 @@ from leverchat.engine.types import (
     FormatChoice,
     GenerationRequest,
     GenerationResult,
+    LeverTokens,
     LoadProgress,
     ModelInfo,
     ModelSpec,
@@ -32,6 +34,7 @@ from leverchat.engine.types import (
     Stats,
     StopReason,
 )
+from leverchat.levers import Levers
 
 if TYPE_CHECKING:
     from leverchat.engine.generate import Generator
@@ -162,6 +165,12 @@ class EngineThread:
             return self._generator.count_tokens(messages, prompt_format)
 
         return self._executor.submit(run)
+
+    def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
+        """Off the engine thread: it needs the tokenizer only (no torch call), so the panel's
+        view does not wait behind a streaming reply."""
+        generator = self._generator
+        return run_aside(lambda: generator.lever_tokens(levers) if generator is not None else ())
 
     def call(self, job: Callable[[], T]) -> Future[T]:
         """Run ``job`` on the engine thread, queued behind the current work (benchmarks and

@@ -64,6 +64,12 @@ _OPTION_LEVERS: Final = {
     "dynatemp_exponent": "dynatemp_exponent",
 }
 _MIROSTAT_KEYS: Final = ("mirostat", "mirostat_tau", "mirostat_eta")
+_OPTION_REASONS: Final = {
+    # OpenAI's logit_bias: token ids of that model's tokenizer, which mean other tokens in
+    # any other one; leverchat's boost takes the words themselves.
+    "logit_bias": "its keys are token ids of the remote model's tokenizer, not text: "
+    'write the words as boost = {"word" = 2.0} (or -100 to ban) under [levers]',
+}
 _KEY_REASONS: Final = {
     "extract": "extracting code blocks is not a profile setting",
     "extract_last": "extracting code blocks is not a profile setting",
@@ -145,7 +151,8 @@ def _map_options(draft: Draft, options: object) -> None:
         if key in _MIROSTAT_KEYS:
             mirostat[key] = value  # below, once all three are known
         elif lever is None:
-            draft.skip(f"options.{key}", value, f"leverchat has no '{key}' option")
+            reason = _OPTION_REASONS.get(key, f"leverchat has no '{key}' option")
+            draft.skip(f"options.{key}", value, reason)
         else:
             draft.set_lever(f"options.{key}", lever, value)
     switched_off = map_mirostat(draft, "mirostat", mirostat)

@@ -56,6 +56,7 @@ def loaded(screen: ChatScreen, message: ModelLoaded) -> None:
     screen.model_info = message.info
     screen.load_status = None
     show_unavailable(screen.panel, message.info.unavailable_levers)
+    screen.panel.refresh_tokens()  # the phrases, in this model's tokenizer
     screen._refresh_status()
     if screen._reply is not None and screen._reply.future is None:
         reply_lifecycle.launch(screen, screen._reply)

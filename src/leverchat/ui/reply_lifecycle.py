@@ -357,6 +357,7 @@ def provenance(
         format_stops=result.format_stops if result else (),
         prompt_format=result.prompt_format if result else "",
         branch=reply.branch.recorded(result) if reply.branch is not None else None,
+        lever_tokens=result.lever_tokens if result else (),
     )
 
 

@@ -166,6 +166,11 @@ _SAMPLER_WORDS = {
     "temperature_last": "choice of sampler order (temperature last)",
     "ban": "phrase banning (its logit bias works on single tokens)",
 }
+# The boost lever: its reason until a tokenizer maps it (see logit_bias.py).
+_BOOST_NO_TOKENIZER = (
+    "logit_bias takes token ids: leverchat maps the phrases with the model's tokenizer, which "
+    "it can read only when the server's model id is a folder here with tokenizer.json"
+)
 
 
 def _lacks(server: str, *, but: tuple[str, ...] = ()) -> dict[str, str]:
@@ -184,6 +189,7 @@ _OPENAI_UNAVAILABLE = {
     "repetition_penalty": _NOT_IN_OPENAI,
     "no_repeat_ngram_size": _NOT_IN_OPENAI,
     **{name: _NOT_IN_OPENAI for name in _SAMPLER_WORDS},
+    "boost": _BOOST_NO_TOKENIZER,
 }
 
 # -- vLLM and SGLang -----------------------------------------------------------------------
@@ -208,11 +214,13 @@ _VLLM_UNAVAILABLE = {
     "typical_p": "vLLM has no typical-p sampling",
     "no_repeat_ngram_size": "vLLM has no n-gram blocking (it would need a logits processor)",
     **_lacks("vLLM"),
+    "boost": _BOOST_NO_TOKENIZER,
 }
 _SGLANG_UNAVAILABLE = {
     "typical_p": "SGLang has no typical-p sampling",
     "no_repeat_ngram_size": "SGLang has no n-gram blocking",
     **_lacks("SGLang"),
+    "boost": _BOOST_NO_TOKENIZER,
 }
 
 # -- llama.cpp's llama-server --------------------------------------------------------------
@@ -261,6 +269,7 @@ def _llama_server_fields(levers: Levers, seed: int) -> dict[str, Any]:
 _LLAMA_UNAVAILABLE = {
     "no_repeat_ngram_size": "llama-server has no n-gram blocking (its DRY sampler differs)",
     "ban": "llama-server's logit_bias by text biases every token of a phrase, not the phrase",
+    "boost": _BOOST_NO_TOKENIZER,
 }
 
 # -- Ollama --------------------------------------------------------------------------------
@@ -298,6 +307,7 @@ def _ollama_fields(levers: Levers, seed: int) -> dict[str, Any]:
 _OLLAMA_UNAVAILABLE = {
     "no_repeat_ngram_size": "Ollama has no n-gram blocking",
     **_lacks("Ollama", but=("mirostat",)),
+    "boost": "Ollama has no logit bias",
 }
 
 # -- Text Generation Inference -------------------------------------------------------------
@@ -316,6 +326,7 @@ _TGI_UNAVAILABLE = {
     "repetition_penalty": _TGI_ONLY_GENERATE,
     "no_repeat_ngram_size": "TGI has no n-gram blocking",
     **_lacks("TGI"),
+    "boost": "TGI's Messages API does not apply logit_bias",
 }
 
 # -- transformers serve --------------------------------------------------------------------
@@ -358,6 +369,7 @@ _TRANSFORMERS_UNAVAILABLE = {
     "frequency_penalty": _NO_OPENAI_PENALTY,
     "presence_penalty": _NO_OPENAI_PENALTY,
     **_lacks("transformers"),
+    "boost": "transformers serve has no logit_bias field",
 }
 
 

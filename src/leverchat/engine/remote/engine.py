@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from leverchat.engine.aside import run_aside
 from leverchat.engine.remote.client import RemoteClient
 from leverchat.engine.remote.detect import check_server_name, choose_model, detect_server
 from leverchat.engine.remote.dialects import DIALECTS
 from leverchat.engine.remote.endpoint import Endpoint, parse_endpoint
 from leverchat.engine.remote.keys import api_key
+from leverchat.engine.remote.logit_bias import LocalTokenizer, tokenizer_for, with_logit_bias
 from leverchat.engine.remote.reply import Session, failed_result, generate_reply
 from leverchat.engine.remote.template import load_renderer
+from leverchat.engine.samplers.boost import boosted_phrases
 from leverchat.engine.serial import SerialExecutor
 from leverchat.engine.types import (
     ChatMessage,
@@ -26,11 +29,13 @@ from leverchat.engine.types import (
     FormatChoice,
     GenerationRequest,
     GenerationResult,
+    LeverTokens,
     LoadProgress,
     ModelInfo,
     ModelSpec,
     ProgressCallback,
 )
+from leverchat.levers import Levers
 
 ClientFactory = Callable[[Endpoint, str | None], RemoteClient]
 
@@ -47,6 +52,7 @@ class RemoteEngine:
         self._executor = SerialExecutor("leverchat-remote")
         self._session: Session | None = None
         self._load_error: str | None = None
+        self._tokenizer: LocalTokenizer | None = None
         self.info: ModelInfo | None = None
 
     # -- ChatEngine ---------------------------------------------------------------------
@@ -74,6 +80,28 @@ class RemoteEngine:
             raise EngineError("a remote model's tokens are counted by its server, not here")
 
         return self._executor.submit(run)
+
+    def lever_tokens(self, levers: Levers) -> Future[tuple[LeverTokens, ...]]:
+        """The boost's phrases as the model's tokenizer writes them, when it is read here
+        (then they are sent as logit_bias); nothing otherwise: a server does not tell."""
+
+        tokenizer = self._tokenizer
+
+        def run() -> tuple[LeverTokens, ...]:
+            if tokenizer is None:
+                return ()
+            return tuple(
+                LeverTokens(
+                    "boost",
+                    phrase.text,
+                    phrase.sequences,
+                    phrase.weight,
+                    tuple(tuple(map(tokenizer.decode, seq)) for seq in phrase.sequences),
+                )
+                for phrase in boosted_phrases(levers.boost, tokenizer.encode)
+            )
+
+        return run_aside(run)  # not behind a streaming reply
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel the streaming reply, fail what is queued, stop the thread, then close
@@ -110,7 +138,9 @@ class RemoteEngine:
         except EngineError as error:
             self._load_error = str(error)
             raise
-        dialect = DIALECTS[server]
+        # The boost lever as logit_bias, when the model's tokenizer is readable here.
+        self._tokenizer = tokenizer_for(DIALECTS[server], model_id)
+        dialect = with_logit_bias(DIALECTS[server], self._tokenizer)
         renderer = load_renderer(model_id) if dialect.continuation == "completions" else None
         self._session = Session(client, dialect, model_id, renderer)
         self._load_error = None

@@ -15,6 +15,7 @@ from leverchat.chat import ReplyProvenance
 from leverchat.levers import LEVER_SPECS
 from leverchat.remote_record import describe_remote
 from leverchat.safetext import plain
+from leverchat.ui.lever_tokens import TOKEN_LEVERS, describe
 from leverchat.ui.widgets.lever_field import format_lever_value
 
 
@@ -57,6 +58,11 @@ def provenance_lines(provenance: ReplyProvenance) -> list[str]:
             continue  # "More levers" at their neutral value changed nothing: kept short
         value = format_lever_value(spec, raw) or "unset"
         lines.append(f"  {spec.name:<22} {value}")
+    phrases = [item for item in provenance.lever_tokens if item.lever in TOKEN_LEVERS]
+    if phrases:
+        lines.append("")
+        lines.append("Phrases as tokens (a boost goes on each form's first token):")
+        lines.extend("  " + line for line in describe(phrases))
     if provenance.lever_changes:
         lines.append("")
         lines.append("Changed while it was written:")

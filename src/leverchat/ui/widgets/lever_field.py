@@ -16,10 +16,15 @@ from textual.events import Key
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from leverchat.lever_weights import WeightError, format_weights, parse_weights_text
 from leverchat.levers import LeverError, LeverSpec, validate_lever
 from leverchat.safetext import plain
 from leverchat.ui.keymap import binding, current_keys
+from leverchat.ui.lever_tokens import TOKEN_LEVERS, LeverTokensView
 from leverchat.ui.widgets.visible_editors import VisibleInput
+
+# Levers typed as text: no nudging, and "+" and "-" are characters.
+TEXT_KINDS = ("strings", "text", "weights")
 
 
 def format_lever_value(spec: LeverSpec, value: Any) -> str:
@@ -28,6 +33,8 @@ def format_lever_value(spec: LeverSpec, value: Any) -> str:
         return ""
     if spec.kind == "strings":
         return json.dumps(list(value), ensure_ascii=False) if value else ""
+    if spec.kind == "weights":
+        return format_weights(value)
     if spec.kind == "float":
         return repr(round(float(value), 6))
     return str(value)
@@ -40,6 +47,11 @@ def parse_lever_text(spec: LeverSpec, text: str) -> Any:
         return validate_lever(spec.name, stripped)
     if spec.kind == "strings":
         return validate_lever(spec.name, _parse_strings(spec, stripped))
+    if spec.kind == "weights":
+        try:
+            return validate_lever(spec.name, parse_weights_text(spec.name, stripped))
+        except WeightError as error:
+            raise LeverError(spec.name, str(error)) from None
     if spec.kind == "optional_int" and not stripped:
         return None
     number: Any
@@ -72,7 +84,7 @@ def nudged(spec: LeverSpec, value: Any, direction: int) -> Any:
     """``value`` moved one step up (+1) or down (-1), kept inside the allowed range."""
     if spec.kind == "choice":
         return spec.choices[(spec.choices.index(value) + direction) % len(spec.choices)]
-    if spec.kind in ("strings", "text"):
+    if spec.kind in TEXT_KINDS:
         return value
     # An unset seed starts from 0, not from its minimum (seeds may be negative).
     current = value if value is not None else max(spec.minimum or 0, 0)
@@ -124,8 +136,8 @@ class LeverInput(VisibleInput):
             event.stop()
             return
         direction = 0
-        if self.spec.kind in ("strings", "text"):
-            pass  # stop strings and notes are text: "+" and "-" are characters there
+        if self.spec.kind in TEXT_KINDS:
+            pass  # stop strings, notes and boosts are text: "+" and "-" are characters there
         elif event.key in current_keys(keymap, "lever.step_up"):
             direction = 1
         elif event.key in current_keys(keymap, "lever.minus") and not self._minus_is_a_sign():
@@ -183,6 +195,8 @@ class LeverField(Vertical):
         )
         yield Static("", classes="lever-error")
         yield Static(plain(spec.help), classes="lever-help")
+        if spec.name in TOKEN_LEVERS:  # what the phrases became in the tokenizer
+            yield LeverTokensView(spec.name)
 
     @property
     def input(self) -> Input:
@@ -196,6 +210,7 @@ class LeverField(Vertical):
         with self.input.prevent(Input.Changed):
             self.input.value = format_lever_value(self.spec, value)
         self.input.select_all()  # the applied value: typing replaces it
+        self._tokens_stale()
 
     def restore(self) -> bool:
         """Put back the applied value over an unconfirmed edit; False when there is none."""
@@ -241,10 +256,19 @@ class LeverField(Vertical):
             return False
         self.value = self._pending
         self.post_message(self.Edited(self, self.spec.name, self.value))
+        self._tokens_stale()
         return True
 
+    def on_mount(self) -> None:
+        if self.value:  # phrases from the profile: shown as tokens from the start
+            self._tokens_stale()
+
+    def _tokens_stale(self) -> None:
+        if self.spec.name in TOKEN_LEVERS:
+            self.post_message(LeverTokensView.Stale())
+
     def action_nudge(self, direction: int) -> None:
-        if self.spec.kind in ("strings", "text"):
+        if self.spec.kind in TEXT_KINDS:
             return
         # From what the box shows when it is valid (read now: its Changed message may still be
         # queued), else from the last applied value.

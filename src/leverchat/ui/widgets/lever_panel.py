@@ -14,6 +14,7 @@ from textual.widgets import Button, Collapsible, Select, Static, TextArea
 
 from leverchat.levers import LEVER_SPECS, Levers
 from leverchat.safetext import single_line
+from leverchat.ui import lever_tokens
 from leverchat.ui.persona_hint import suggest_persona_note
 from leverchat.ui.widgets.format_select import FormatSelect
 from leverchat.ui.widgets.lever_field import LeverField
@@ -56,6 +57,7 @@ class LeverPanel(VerticalScroll):
         self._system_prompt = system_prompt
         self._profile_names = profile_names or [profile]
         self._profile = profile
+        self._token_requests = 0  # numbers the token-view requests: only the latest shows
 
     def compose(self) -> ComposeResult:
         yield Static(Content.styled("Profile", "bold"), classes="panel-heading")
@@ -158,3 +160,19 @@ class LeverPanel(VerticalScroll):
 
     def lever_value(self, name: str) -> Any:
         return self.field(name).value
+
+    # -- what the banned and boosted phrases became (ui/lever_tokens.py) --------------------
+
+    @on(lever_tokens.LeverTokensView.Stale)
+    def refresh_tokens(self, event: Message | None = None) -> None:
+        """Ask the engine again (a phrase changed, or a model loaded)."""
+        if event is not None:
+            event.stop()
+        self._token_requests += 1
+        lever_tokens.request(self, self._token_requests)
+
+    @on(lever_tokens.LeverTokensMapped)
+    def _on_tokens_mapped(self, message: lever_tokens.LeverTokensMapped) -> None:
+        message.stop()
+        if message.number == self._token_requests:  # only the latest answer
+            lever_tokens.show(self, message)
