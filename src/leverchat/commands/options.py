@@ -68,8 +68,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--quantize",
         choices=["auto", "none", "int8", "int4"],
         default="auto",
-        help="quantisation of the linear layers, CPU and CUDA: int8 (on the CPU with int8 "
-        "activations too, fbgemm) or int4 "
+        help="weight-only quantisation of the linear layers, CPU and CUDA: int8 or int4 "
         "(faster, replies not bit-identical to the float model), none (the weights as "
         "loaded). Default auto: int8 for a quantised GGUF (such as the bundled model), "
         "float models stay float",

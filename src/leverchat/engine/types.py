@@ -202,8 +202,8 @@ class ModelInfo:
     has_chat_template: bool
     # Remote engines: the levers this server cannot apply (the panel marks them).
     unavailable_levers: tuple[UnavailableLever, ...] = ()
-    # How the linear layers' weights are stored: "none", "int8 dynamic" (the CPU's int8:
-    # activations quantised too), "int8 weight-only", "int4 weight-only" (engine/quantize.py).
+    # How the linear layers' weights are stored: "none", "int8 weight-only", "int4 weight-only"
+    # (see engine/quantize.py).
     quantization: str = "none"
 
     @property
