@@ -114,9 +114,9 @@ def test_bundled_model_is_stored_compact_and_loads_as_int8(cold_load: ColdLoad) 
     assert weights < 300_000_000
     assert gguf_cache.source_weight_type(entry) == "Q4_1"
     info = cold_load.loaded.info
-    assert info.quantization == "int8 dynamic"
-    assert info.provenance_name == "SmolLM2-135M-Instruct (bundled) [int8 dynamic]"
-    assert "int8 dynamic" in cold_load.events[-1].message
+    assert info.quantization == "int8 weight-only"
+    assert info.provenance_name == "SmolLM2-135M-Instruct (bundled) [int8 weight-only]"
+    assert "int8 weight-only" in cold_load.events[-1].message
 
 
 def test_second_load_uses_the_cache(

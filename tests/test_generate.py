@@ -290,7 +290,7 @@ def test_cancel_before_start(generator: Generator) -> None:
 
 def test_int8_quantised_model_generates_and_says_so(tiny_model_dir: Path) -> None:
     quantised = load_model(ModelSpec(source=str(tiny_model_dir), device="cpu", quantize="int8"))
-    assert quantised.info.quantization == "int8 dynamic"
+    assert quantised.info.quantization == "int8 weight-only"
     assert "Int8WeightOnlyLinear" in repr(quantised.model)
     gen = Generator(quantised.model, quantised.tokenizer, quantised.device, 256)
     result = gen.run(request("Hello", GREEDY), None)

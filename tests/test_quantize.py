@@ -19,7 +19,6 @@ from leverchat.engine.quantize import (
     default_method,
     quantize_model,
 )
-from leverchat.engine.quantize_cpu import Int8DynamicLinear
 from leverchat.engine.types import (
     ChatMessage,
     EngineError,
@@ -95,30 +94,22 @@ def tiny_model(tiny_model_dir: Path) -> Any:
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).eval()
 
 
-@pytest.mark.parametrize(
-    ("method", "label"), [("int8", "int8 dynamic"), ("int4", "int4 weight-only")]
-)
-def test_every_linear_layer_is_replaced(tiny_model_dir: Path, method: str, label: str) -> None:
+@pytest.mark.parametrize(("method", "kind"), [("int8", Int8WeightOnlyLinear), ("int4", None)])
+def test_every_linear_layer_is_replaced(tiny_model_dir: Path, method: str, kind: Any) -> None:
     model = tiny_model(tiny_model_dir)
     count = sum(isinstance(module, nn.Linear) for module in model.modules())
     report = quantize_model(model, method)
     assert report.replaced == count and report.kept == 0
-    assert report.label == label
+    assert report.label == f"{method} weight-only"
     assert not any(isinstance(module, nn.Linear) for module in model.modules())
-    if method == "int8":  # on the CPU: fbgemm's int8 x int8 kernel (quantize_cpu)
-        assert all(
-            isinstance(module, Int8DynamicLinear)
-            for module in model.modules()
-            if isinstance(module, Int8DynamicLinear | Int8WeightOnlyLinear)
-        )
     if method == "int4":
         # The tiny model's 32-wide inputs fit int4's groups of 32: every layer is int4 but
         # the output layer, kept at int8 (it picks every token).
-        assert isinstance(model.lm_head, Int8DynamicLinear)
+        assert isinstance(model.lm_head, Int8WeightOnlyLinear)
         assert all(
             isinstance(module, Int4WeightOnlyLinear)
             for name, module in model.named_modules()
-            if isinstance(module, Int4WeightOnlyLinear | Int8DynamicLinear) and name != "lm_head"
+            if isinstance(module, Int4WeightOnlyLinear | Int8WeightOnlyLinear) and name != "lm_head"
         )
 
 
@@ -126,7 +117,7 @@ def test_int4_falls_back_to_int8_for_shapes_it_cannot_take() -> None:
     model = nn.Sequential(nn.Linear(64, 16), nn.Linear(48, 16))  # 48: not a multiple of 32
     report = quantize_model(model, "int4")
     assert isinstance(model[0], Int4WeightOnlyLinear)
-    assert isinstance(model[1], Int8DynamicLinear)
+    assert isinstance(model[1], Int8WeightOnlyLinear)
     assert report.replaced == 2
 
 
@@ -137,7 +128,6 @@ def test_a_missing_kernel_keeps_the_layer_in_float_and_says_so(
         raise NotImplementedError("no kernel for this backend")
 
     monkeypatch.setattr(Int8WeightOnlyLinear, "forward", missing)
-    monkeypatch.setattr(Int8DynamicLinear, "forward", missing)
     model = nn.Sequential(nn.Linear(64, 16), nn.Linear(64, 16))
     report = quantize_model(model, "int8")
     assert all(isinstance(module, nn.Linear) for module in model)
@@ -145,12 +135,12 @@ def test_a_missing_kernel_keeps_the_layer_in_float_and_says_so(
 
 
 def test_a_wrong_kernel_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    for kind in (Int8WeightOnlyLinear, Int8DynamicLinear):
+    original_forward = Int8WeightOnlyLinear.forward
 
-        def wrong(self: Any, x: torch.Tensor, original: Any = kind.forward) -> torch.Tensor:
-            return original(self, x) * 2
+    def wrong(self: Any, x: torch.Tensor) -> torch.Tensor:
+        return original_forward(self, x) * 2
 
-        monkeypatch.setattr(kind, "forward", wrong)
+    monkeypatch.setattr(Int8WeightOnlyLinear, "forward", wrong)
     model = nn.Sequential(nn.Linear(64, 16))
     assert quantize_model(model, "int8").replaced == 0
     assert isinstance(model[0], nn.Linear)
@@ -196,7 +186,7 @@ def greedy(loaded: Any, text: str = "Hello") -> Any:
 
 @pytest.mark.parametrize(
     ("tensor_type", "quantization"),
-    [("Q4_0", "int8 dynamic"), ("Q8_0", "int8 dynamic")],
+    [("Q4_0", "int8 weight-only"), ("Q8_0", "int8 weight-only")],
 )
 def test_a_quantised_gguf_loads_quantised_by_default(
     tmp_path: Path, tensor_type: str, quantization: str
@@ -215,10 +205,10 @@ def test_int8_on_request_says_so_while_loading(tiny_model_dir: Path) -> None:
     events: list[LoadProgress] = []
     spec = ModelSpec(str(tiny_model_dir), device="cpu", quantize="int8")
     loaded = load_model(spec, events.append)
-    assert loaded.info.quantization == "int8 dynamic"
+    assert loaded.info.quantization == "int8 weight-only"
     stages = [event.stage for event in events]
     assert stages == ["locating", "loading tokenizer", "loading weights", "quantizing", "ready"]
-    assert "int8 dynamic" in events[-1].message
+    assert "int8 weight-only" in events[-1].message
 
 
 def test_a_float_model_is_left_as_it_is_by_default(tiny_model_dir: Path) -> None:

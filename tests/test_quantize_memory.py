@@ -134,7 +134,7 @@ def test_loading_a_quantised_gguf_as_int8_never_holds_the_bf16_model(tmp_path: P
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert result["quantization"] == "int8 dynamic"
+    assert result["quantization"] == "int8 weight-only"
     entry = next(cache.glob("big-llama-*/"))
     parameters = 0
     for shard in entry.glob("*.safetensors"):

@@ -394,7 +394,7 @@ def _load_folder(
     quantization = "none"
     compute_dtype: torch.dtype | None = None
     if method != "none":
-        report(STAGE_QUANTIZING, f"Quantising the linear layers to {method}", None)
+        report(STAGE_QUANTIZING, f"Quantising the linear layers to {method} (weight-only)", None)
         quantization = quantize.quantize_model(model, method).label
         if device.type == "cpu" and spec.dtype.strip().lower() == "auto":
             compute_dtype = torch.float32
