@@ -152,3 +152,11 @@ def _numel(shape: list[int]) -> int:
     for size in shape:
         count *= size
     return count
+
+
+def test_the_kernel_check_of_a_wide_layer_with_bias_passes() -> None:
+    """The self-check compares the first 512 rows: the bias must be cut to them too, or every
+    layer wider than that with a bias would be left in float."""
+    model = nn.Sequential(nn.Linear(64, 700, bias=True))
+    report = quantize.quantize_model(model, "int8")
+    assert report.replaced == 1 and isinstance(model[0], Int8WeightOnlyLinear)

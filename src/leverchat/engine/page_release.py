@@ -68,8 +68,8 @@ def release(tensor: Any, maps: FileMaps) -> int:
     if not maps.ranges or tensor.device.type != "cpu" or not tensor.is_contiguous():
         return 0
     # The tensor's own bytes: its storage may be the whole file's map.
-    start = tensor.data_ptr()
-    end = start + tensor.numel() * tensor.element_size()
+    start = int(tensor.data_ptr())
+    end = start + int(tensor.numel()) * int(tensor.element_size())
     if start == 0 or end <= start or not maps.holds(start, end):
         return 0
     page = mmap.PAGESIZE
