@@ -28,11 +28,17 @@ from typing import Any, Final
 import torch
 from torch import nn
 
+from leverchat.engine import page_release
+
 log = logging.getLogger(__name__)
 
 QUANTIZE_CHOICES: Final = ("auto", "none", "int8", "int4")
 INT4_GROUP_SIZE: Final = 32
 COMPUTE_DTYPE: Final = torch.bfloat16
+# Quantise this many weights at a time (16 MB of float32 temporaries).
+_QUANTIZE_BLOCK_ELEMENTS: Final = 4 * 1024 * 1024
+# Output rows of the first layer that the kernel check compares with the de-quantised weight.
+_CHECKED_ROWS: Final = 512
 
 
 @dataclass(frozen=True)
@@ -76,14 +82,11 @@ class Int8WeightOnlyLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        weight = linear.weight.detach().float()
         self.in_features = linear.in_features
         self.out_features = linear.out_features
-        # Rounded to the stored dtype first, so each weight is rounded to the grid actually used.
-        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).to(COMPUTE_DTYPE).float()
-        quantized = torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8)
-        self.register_buffer("weight", quantized.contiguous())
-        self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
+        quantized, scales = int8_rows(linear.weight.detach())
+        self.register_buffer("weight", quantized)
+        self.register_buffer("scales", scales)
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
@@ -93,11 +96,34 @@ class Int8WeightOnlyLinear(nn.Module):
         out = out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias
 
-    def dequantized(self) -> torch.Tensor:
-        return self.weight.float() * self.scales.float()[:, None]
+    def dequantized(self, rows: int | None = None) -> torch.Tensor:
+        """The weight the kernel computes with, in float32 (its first ``rows`` rows)."""
+        return self.weight[:rows].float() * self.scales[:rows].float()[:, None]
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row symmetric int8 of a 2-D ``weight``: ``(q, scales)``, ``weight ~ q * scales``.
+
+    A block of rows at a time: a 128k-vocabulary output layer of a 1B model is 1 GB in float32,
+    and the whole-tensor version held three such temporaries at once, several times the
+    quantised model's own size at the peak of loading. The result is the same, row for row.
+    """
+    rows, columns = weight.shape
+    quantized = torch.empty((rows, columns), dtype=torch.int8, device=weight.device)
+    scales = torch.empty(rows, dtype=COMPUTE_DTYPE, device=weight.device)
+    step = max(1, _QUANTIZE_BLOCK_ELEMENTS // max(1, columns))
+    for start in range(0, rows, step):
+        # A copy even when the weight is float32 already: the steps below work in place.
+        block = weight[start : start + step].to(torch.float32, copy=True)
+        # Rounded to the stored dtype first, so each weight is rounded to the grid actually used.
+        block_scales = (block.abs().amax(dim=1) / 127).clamp(min=1e-12).to(COMPUTE_DTYPE)
+        block.div_(block_scales.float()[:, None]).round_().clamp_(-128, 127)
+        quantized[start : start + step] = block
+        scales[start : start + step] = block_scales
+    return quantized, scales
 
 
 class Int4WeightOnlyLinear(nn.Module):
@@ -154,9 +180,9 @@ class Int4WeightOnlyLinear(nn.Module):
         out = out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias
 
-    def dequantized(self) -> torch.Tensor:
+    def dequantized(self, rows: int | None = None) -> torch.Tensor:
         assert self._reference is not None
-        return self._reference
+        return self._reference[:rows]
 
     def extra_repr(self) -> str:
         return (
@@ -183,6 +209,9 @@ def quantize_model(model: Any, method: str) -> QuantizeReport:
     replaced = kept = 0
     working: dict[tuple[str, str], bool] = {}  # (kind, device) -> the kernel passed its check
     output = _output_layer(model)
+    # Weights still mapped from the file: each one's pages go once its layer is quantised, so
+    # loading never holds the whole float model and its quantised copy at once.
+    maps = page_release.weight_file_maps()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear) or not child.weight.is_floating_point():
@@ -195,6 +224,8 @@ def quantize_model(model: Any, method: str) -> QuantizeReport:
                 kept += 1
                 continue
             setattr(parent, name, new)
+            page_release.release(child.weight, maps)
+            page_release.trim_heap()
             replaced += 1
     return QuantizeReport(method, replaced, kept)
 
@@ -217,10 +248,9 @@ def keep_float_parts_in(model: Any, dtype: torch.dtype) -> None:
         if isinstance(module, nn.Embedding) and module.weight.is_floating_point():
             # A lookup reads one row a token: the table stays compact (for an 8B Llama its
             # 525M parameters are 1 GB in bfloat16, 2 GB in float32); its rows are cast.
+            # It stays as loaded, often a view of the memory-mapped file: only the rows looked
+            # up become resident (quantize_model released the pages the other layers read).
             module.register_forward_hook(_output_to(dtype))
-            # A copy of its own: loaded weights may be views of the memory-mapped file, and one
-            # kept view holds the whole file's pages (the quantised layers' included).
-            module.weight.data = module.weight.data.clone()
             continue
         for parameter in module.parameters(recurse=False):
             if parameter.is_floating_point() and parameter.dtype != dtype:
@@ -276,15 +306,19 @@ def _int4_fits(linear: nn.Linear, device: torch.device) -> bool:
 
 
 def _kernel_agrees(layer: Any) -> bool:
-    """Run the kernel once on the device, against the de-quantised weight (in float32)."""
-    weight = layer.dequantized()
+    """Run the kernel once on the device, against the de-quantised weight (in float32).
+
+    Only the first rows are compared: de-quantising a whole 128k-vocabulary output layer (the
+    first layer checked, often) took 2 GB of float32 and set the peak of loading a 1B model.
+    """
+    weight = layer.dequantized(_CHECKED_ROWS)
     generator = torch.Generator().manual_seed(0)
     probe = torch.randn(3, layer.in_features, generator=generator).to(weight.device)
     probe = probe.to(COMPUTE_DTYPE)
     with torch.no_grad():
-        got = layer(probe).float()
+        got = layer(probe).float()[:, :_CHECKED_ROWS]
         expected = probe.float() @ weight.t()
         if layer.bias is not None:
-            expected = expected + layer.bias.float()
+            expected = expected + layer.bias[:_CHECKED_ROWS].float()
     scale = expected.abs().max().item() + 1e-6
     return bool((got - expected).abs().max().item() <= 0.05 * scale)
