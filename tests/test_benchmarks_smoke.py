@@ -146,7 +146,7 @@ def test_peer_llamacpp_runs_each_engine_alone_and_reports_every_sample() -> None
     variants = result["variants"]
     # The smoke run tries one thread count; leverchat's --quantize choices ride along.
     assert {"llama_cpp@1", "leverchat@1", "leverchat_int8@1"} <= set(variants)
-    assert "int8" in variants["leverchat_int8@1"]["model_info"]["dtype"]
+    assert "int8" in variants["leverchat_int8@1"]["model_info"]["quantization"]
     for name, samples in result["samples"].items():
         assert samples, name
         for sample in samples:
