@@ -27,6 +27,8 @@ class LeverSpec:
     # The side panel shows the common levers first and the rest under "More levers".
     more: bool = False
     choices: tuple[str, ...] = ()  # kind "choice": the allowed values
+    # kind "text": the longest value (a schema or grammar is longer than a persona note).
+    max_length: int = MAX_TEXT_LEVER
 
     def range_text(self) -> str:
         """The allowed range as a user reads it, e.g. ``0.0 to 2.0``."""
@@ -35,7 +37,7 @@ class LeverSpec:
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
         if self.kind == "text":
-            return f"a text of up to {MAX_TEXT_LEVER} characters"
+            return f"a text of up to {self.max_length} characters"
         low = format_number(self.minimum) if self.minimum is not None else "-inf"
         high = format_number(self.maximum) if self.maximum is not None else "no limit"
         text = f"{low} to {high}"

@@ -15,8 +15,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from leverchat.lever_spec import MAX_TEXT_LEVER, LeverKind, LeverSpec, format_number
+from leverchat.lever_spec import LeverKind, LeverSpec, format_number
 from leverchat.sampler_specs import DEFAULT_DRY_BREAKERS, FLAG_LEVERS, SAMPLER_SPECS
+from leverchat.structured_specs import (
+    STRUCTURED_NAMES,
+    STRUCTURED_SPECS,
+    ConstraintError,
+    grammar_for,
+    schema_text,
+)
 
 __all__ = ["LeverKind", "LeverSpec", "format_number"]
 
@@ -202,6 +209,7 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
         label="Note role",
         choices=("system", "user", "assistant"),
     ),
+    *STRUCTURED_SPECS,
 )
 
 # Every stop string is searched for after each token: a few are useful, thousands only slow
@@ -251,19 +259,27 @@ def validate_lever(name: str, value: Any) -> Any:
         raise LeverError(name, unknown_key_message(name))
     if spec.kind == "strings":
         return _validate_strings(spec, value)
+    if name == "json_schema":
+        value = schema_text(value)  # a TOML table is the schema itself
     if spec.kind == "text":
         if not isinstance(value, str):
             raise LeverError(name, f"{name} must be a text, not {_describe(value)}")
-        if len(value) > MAX_TEXT_LEVER:
-            raise LeverError(name, f"{name} is longer than {MAX_TEXT_LEVER} characters")
-        return value.replace("\r\n", "\n")
+        if len(value) > spec.max_length:
+            raise LeverError(name, f"{name} is longer than {spec.max_length} characters")
+        value = value.replace("\r\n", "\n")
+        if name in STRUCTURED_NAMES and value:
+            try:
+                grammar_for(name, value)
+            except ConstraintError as error:
+                raise LeverError(name, f"{name} {error}") from None
+        return value
     if spec.kind == "choice":
         if value not in spec.choices:
             raise LeverError(name, f"{name} must be {spec.range_text()}, not {_describe(value)}")
         return value
     if spec.kind == "optional_int" and value is None:
         return None
-    if name in FLAG_LEVERS and isinstance(value, bool):
+    if (name in FLAG_LEVERS or name == "json_mode") and isinstance(value, bool):
         value = int(value)
     # bool is an int subclass in Python; `temperature = true` is a mistake, not 1.0.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -357,6 +373,11 @@ class Levers:
     dynatemp_exponent: float = 1.0
     temperature_last: int = 0
     ban: tuple[str, ...] = ()
+    # Structured output (structured_specs.py): off by default.
+    json_mode: int = 0
+    json_schema: str = ""
+    regex: str = ""
+    grammar: str = ""
 
     def __post_init__(self) -> None:
         # Direct construction is validated too: an invalid Levers object cannot exist.

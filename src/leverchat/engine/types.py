@@ -171,6 +171,9 @@ class GenerationResult:
     prompt_format: str = ""
     # The banned phrases and DRY breakers of the reply's last levers, as tokens.
     lever_tokens: tuple[LeverTokens, ...] = ()
+    # What the user should know about how the levers applied (a structured-output change
+    # refused mid-reply), in words.
+    notices: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
