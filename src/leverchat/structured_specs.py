@@ -150,11 +150,11 @@ def _checked_grammar(name: str, text: str) -> str:
             raise ConstraintError(f"is neither GBNF nor Lark: {error}") from None
     problem = llguidance.LLMatcher.validate_grammar(grammar)
     if problem:
-        raise ConstraintError(_first_lines(problem))
+        what = "a usable JSON Schema" if name in ("json_schema", "json_mode") else "valid"
+        raise ConstraintError(f"is not {what}: " + _first_lines(problem))
     return str(grammar)
 
 
 def _first_lines(message: str, lines: int = 6) -> str:
     """llguidance's error (with its caret drawing), kept short for a notice."""
-    kept = message.strip().splitlines()[:lines]
-    return "is not valid: " + "\n".join(kept)
+    return "\n".join(message.strip().splitlines()[:lines])
