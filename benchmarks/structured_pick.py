@@ -146,7 +146,9 @@ def measure_xgrammar(tokenizer: Any, vocab: int, tokens: list[int]) -> dict[str,
     )
     matcher = xgrammar.GrammarMatcher(compiled)
     bitmask = xgrammar.allocate_token_bitmask(1, vocab)
-    times = _mask_times(tokens, lambda: matcher.fill_next_token_bitmask(bitmask), matcher.accept_token)
+    times = _mask_times(
+        tokens, lambda: matcher.fill_next_token_bitmask(bitmask), matcher.accept_token
+    )
     return {
         "version": getattr(xgrammar, "__version__", "?"),
         "tokenizer_setup_ms": round(tokenizer_ms, 1),

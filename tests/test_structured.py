@@ -28,7 +28,10 @@ SAMPLED = Levers(temperature=1.0, top_p=1.0, min_p=0.0, max_new_tokens=48)
 CHOICE_SCHEMA = json.dumps(
     {
         "type": "object",
-        "properties": {"answer": {"enum": ["yes", "no"]}, "n": {"type": "integer", "minimum": 0, "maximum": 99}},
+        "properties": {
+            "answer": {"enum": ["yes", "no"]},
+            "n": {"type": "integer", "minimum": 0, "maximum": 99},
+        },
         "required": ["answer", "n"],
         "additionalProperties": False,
     }
@@ -155,9 +158,7 @@ def test_a_constraint_the_text_so_far_does_not_fit_is_refused_with_a_notice(
     tiny_long_model_dir: Path,
 ) -> None:
     loaded = load_model(ModelSpec(source=str(tiny_long_model_dir), device="cpu"))
-    generator = Generator(
-        loaded.model, loaded.tokenizer, loaded.device, loaded.info.context_window
-    )
+    generator = Generator(loaded.model, loaded.tokenizer, loaded.device, loaded.info.context_window)
     live = LiveLevers(with_(SAMPLED, seed=2, max_new_tokens=12))
     count = [0]
 
