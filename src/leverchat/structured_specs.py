@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leverchat.lever_spec import LeverSpec
+
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions
 
 # A schema or grammar is written by hand or pasted: longer than a persona note, but a bound
 # keeps a pasted document from being re-validated on every lever change.
@@ -85,7 +88,7 @@ ANY_OBJECT_SCHEMA = '{"type": "object"}'
 # whitespace between tokens, and a small model then wandered into newlines and tabs until max
 # tokens cut the object (seen on the tiny test model). A schema can still ask for another
 # layout with its own "x-guidance" options.
-JSON_LAYOUT: dict[str, Any] = {
+JSON_LAYOUT: JsonCompileOptions = {
     "whitespace_flexible": False,
     "item_separator": ", ",
     "key_separator": ": ",
