@@ -203,6 +203,37 @@ def measure_outlines_core(tokenizer: Any, vocab: int, tokens: list[int]) -> dict
     }
 
 
+def measure_leverchat(tokenizer: Any, vocab: int, tokens: list[int]) -> dict[str, Any]:
+    """What the lever costs in leverchat's decode loop, per token: ``ReplyConstraint.apply``
+    (llguidance's mask, unpacked to a boolean per token, applied to float32 logits) and
+    ``accept``; and with no structured lever set (must be ~0: one identity check)."""
+    import torch
+
+    from leverchat.engine.structured import ConstraintTokenizer, ReplyConstraint
+    from leverchat.levers import Levers
+
+    shared = ConstraintTokenizer(tokenizer, vocab, [tokenizer.eos_token_id])
+    shared.get()  # built once per model, outside the per-token cost
+    logits = torch.randn(vocab)
+    result: dict[str, Any] = {}
+    for name, levers in (
+        ("off", Levers()),
+        ("json_mode", Levers(json_mode=1)),
+        ("json_schema", Levers(json_schema=json.dumps(SCHEMA))),
+    ):
+        constraint = ReplyConstraint(shared)
+        constraint.apply(logits, levers)  # compiles the grammar: not a per-token cost
+        constraint = ReplyConstraint(shared)
+        times: list[float] = []
+        for token in tokens:
+            started = time.perf_counter()
+            constraint.apply(logits, levers)
+            constraint.accept(token)
+            times.append((time.perf_counter() - started) * 1000.0)
+        result[f"apply_ms_median_{name}"] = round(statistics.median(times), 4)
+    return result
+
+
 CANDIDATES: dict[str, Callable[[Any, int, list[int]], dict[str, Any]]] = {
     "llguidance": measure_llguidance,
     "xgrammar": measure_xgrammar,
@@ -223,6 +254,10 @@ def main(argv: list[str] | None = None) -> None:
     vocab = 49152  # SmolLM2's output layer
     tokens = [*tokenizer.encode(DOCUMENT, add_special_tokens=False)]
     results: dict[str, Any] = {}
+    try:
+        leverchat_cost = measure_leverchat(tokenizer, vocab, tokens)
+    except ImportError as error:
+        leverchat_cost = {"error": str(error)}
     for name, measure in CANDIDATES.items():
         try:
             results[name] = measure(tokenizer, vocab, tokens)
@@ -239,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             "document_tokens": len(tokens),
             "threads": args.threads,
             "results": results,
+            "leverchat_per_token": leverchat_cost,
         }
     )
 

@@ -166,6 +166,8 @@ def test_a_constraint_the_text_so_far_does_not_fit_is_refused_with_a_notice(
         count[0] += 1
         if count[0] == 3:
             live.set(with_(live.get(), regex="[0-9]+"))
+        if count[0] == 5:  # another lever later: the refusal is not repeated
+            live.set(with_(live.get(), temperature=0.9))
 
     result = ask(generator, live, on_chunk)
     [notice] = result.notices

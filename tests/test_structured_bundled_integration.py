@@ -31,7 +31,7 @@ from leverchat.levers import Levers
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 JSON_REPLIES = 100
-SCHEMA_REPLIES = 30
+SCHEMA_REPLIES = 20
 MESSAGES = (
     ChatMessage("system", "You are a helpful assistant. You answer in JSON."),
     ChatMessage("user", "Describe a cat as a small JSON object with its name and age."),
@@ -104,8 +104,10 @@ def test_ask_json_schema_end_to_end(
     schema_file.write_text(json.dumps(SCHEMA))
     env = {**os.environ, "LEVERCHAT_CACHE_DIR": str(bundled_cache)}
     result = subprocess.run(
-        [sys.executable, "-m", "leverchat", "ask", "--json-schema", str(schema_file)]
-        + ["--seed", "5", "--max-tokens", "160", MESSAGES[1].content],
+        [
+            *(sys.executable, "-m", "leverchat", "ask", "--json-schema", str(schema_file)),
+            *("--seed", "5", "--max-tokens", "160", MESSAGES[1].content),
+        ],
         capture_output=True,
         text=True,
         env=env,

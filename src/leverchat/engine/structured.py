@@ -70,6 +70,8 @@ class ReplyConstraint:
         self._key: tuple[str, str] | None = None
         self._matcher: Any = None
         self._seen: Levers | None = None
+        # A constraint refused mid-reply: not tried (nor reported) again in this reply.
+        self._refused: tuple[str, str] | None = None
         self._reply: list[int] = []
         self._bitmask: torch.Tensor | None = None
         self._bits: torch.Tensor | None = None
@@ -106,7 +108,7 @@ class ReplyConstraint:
     def _follow(self, levers: Levers) -> None:
         self._seen = levers
         key = active_constraint(levers)
-        if key == self._key:
+        if key == self._key or key == self._refused:
             return
         if key is None:
             self._key, self._matcher = None, None
@@ -114,6 +116,7 @@ class ReplyConstraint:
         matcher = self._matcher_for(*key)
         if self._reply and not matcher.consume_tokens(self._reply):
             # The reply so far does not fit the new constraint: it cannot apply to this reply.
+            self._refused = key
             kept = f"{self.name} stays" if self._key is not None else "the reply stays free"
             self.notices.append(
                 f"{key[0]} was changed mid-reply, but the {len(self._reply)} tokens written so "
