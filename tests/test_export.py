@@ -179,6 +179,11 @@ def test_json_is_plain_and_complete(store: HistoryStore) -> None:
             "dynatemp_exponent": 1.0,
             "temperature_last": 0,
             "ban": [],
+            # Structured output, off.
+            "json_mode": 0,
+            "json_schema": "",
+            "regex": "",
+            "grammar": "",
         },
         "changed": ["temperature"],
     }
