@@ -6,11 +6,14 @@ inspector names the lever, and nothing is built while no structured lever is set
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from leverchat.engine.generate import Generator
 from leverchat.engine.loading import load_model
@@ -98,6 +101,30 @@ def test_a_schema_reply_validates_and_ends_when_the_grammar_completes(
     assert set(reply) == {"answer", "n"}
     assert reply["answer"] in ("yes", "no")
     assert isinstance(reply["n"], int) and 0 <= reply["n"] <= 99
+
+
+# Bounded patterns: each ends by itself, so the reply must end with the pattern complete.
+PATTERNS = (
+    "(yes|no)",
+    "[a-z]{1,8}",
+    "[0-9]{3}-[0-9]{4}",
+    "(Arr|Ahoy)(, matey)?!",
+    "[A-Z][a-z ]{0,12}\\.",
+)
+
+
+@settings(
+    max_examples=int(os.environ.get("LEVERCHAT_FUZZ_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(seed=st.integers(0, 2**32 - 1), pattern=st.sampled_from(PATTERNS))
+def test_any_seed_gives_a_whole_match_of_the_regex(
+    generator: Generator, seed: int, pattern: str
+) -> None:
+    result = ask(generator, with_(SAMPLED, regex=pattern, seed=seed))
+    assert result.stop_reason is StopReason.END_OF_TURN, (pattern, result.text)
+    assert re.fullmatch(pattern, result.text), (pattern, result.text)
 
 
 @pytest.mark.parametrize("seed", range(4))
