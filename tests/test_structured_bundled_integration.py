@@ -34,7 +34,9 @@ JSON_REPLIES = 100
 SCHEMA_REPLIES = 20
 MESSAGES = (
     ChatMessage("system", "You are a helpful assistant. You answer in JSON."),
-    ChatMessage("user", "Describe a cat as a small JSON object with its name and age."),
+    ChatMessage(
+        "user", 'Make up a cat. Answer with a JSON object with two keys: "name" and "age".'
+    ),
 )
 # The chat defaults, sampled (not greedy): each seed is a different reply.
 LEVERS = Levers(max_new_tokens=160)
