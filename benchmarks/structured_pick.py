@@ -249,9 +249,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from leverchat.engine import bundled, gguf_cache
 
-    entry = gguf_cache.ensure_converted(bundled.bundled_gguf_path())
-    tokenizer = AutoTokenizer.from_pretrained(str(entry.folder))
-    vocab = 49152  # SmolLM2's output layer
+    if args.smoke:  # the tiny test model's 400-token tokenizer: checks the script runs
+        tokenizer = AutoTokenizer.from_pretrained(str(_common.tiny_model_dir()))
+        vocab = len(tokenizer)
+    else:
+        entry = gguf_cache.ensure_converted(bundled.bundled_gguf_path())
+        tokenizer = AutoTokenizer.from_pretrained(str(entry.folder))
+        vocab = 49152  # SmolLM2's output layer
     tokens = [*tokenizer.encode(DOCUMENT, add_special_tokens=False)]
     results: dict[str, Any] = {}
     try:
@@ -269,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     _common.emit(
         {
             "benchmark": "structured_pick",
-            "model": "bundled SmolLM2-135M-Instruct tokenizer",
+            "model": "tiny test tokenizer" if args.smoke else "bundled SmolLM2-135M-Instruct",
             "vocab": vocab,
             "document_tokens": len(tokens),
             "threads": args.threads,
