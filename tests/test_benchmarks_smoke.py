@@ -282,3 +282,18 @@ def test_a_child_over_the_memory_cap_is_stopped_and_reported(tmp_path: Path) -> 
     )
     assert "over the cap of 0.1 GB" in sample["error"]
     assert "tokens_per_s" not in sample
+
+
+def test_structured_pick_measures_each_installed_library_and_the_levers_cost() -> None:
+    result = run_benchmark("structured_pick")
+    assert set(result["results"]) == {"llguidance", "xgrammar", "outlines-core"}
+    chosen = result["results"]["llguidance"]  # a dependency: always installed
+    assert chosen["cpu_only"] is True
+    assert chosen["mask_steps"] == result["document_tokens"]
+    for key in ("schema_compile_ms", "json_mode_compile_ms", "mask_ms_median", "mask_ms_p95"):
+        assert chosen[key] >= 0
+    assert set(result["leverchat_per_token"]) == {
+        "apply_ms_median_off",
+        "apply_ms_median_json_mode",
+        "apply_ms_median_json_schema",
+    }

@@ -180,6 +180,11 @@ def test_json_is_plain_and_complete(store: HistoryStore) -> None:
             "temperature_last": 0,
             "ban": [],
             "boost": {},
+            # Structured output, off.
+            "json_mode": 0,
+            "json_schema": "",
+            "regex": "",
+            "grammar": "",
         },
         "changed": ["temperature"],
     }

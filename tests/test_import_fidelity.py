@@ -57,15 +57,13 @@ def test_every_parameter_that_is_not_imported_is_named(tmp_path: Path) -> None:
     result = import_profile(modelfile)
     keys = [item.key for item in result.unmapped]
     assert keys == [
-        "PARAMETER grammar",
         "PARAMETER penalize_newline",
         "PARAMETER use_mmap",
         "PARAMETER frobnicate",
     ]
-    assert str(result.unmapped[0]) == (
-        'PARAMETER grammar = root ::= "yes" | "no": leverchat has no grammar-constrained sampling'
-    )
-    assert "leverchat has no 'frobnicate' lever" in str(result.unmapped[3])
+    # The GBNF grammar is kept: the grammar lever reads it.
+    assert result.profile.levers.grammar == 'root ::= "yes" | "no"'
+    assert "leverchat has no 'frobnicate' lever" in str(result.unmapped[2])
     assert (
         "Not imported, as they only switch off a sampler leverchat does not have: tfs_z 1"
     ) in result.notes

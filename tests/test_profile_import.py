@@ -216,3 +216,39 @@ def test_missing_file_and_bad_name(tmp_path: Path) -> None:
         import_profile(tmp_path / "nope.yaml")
     with pytest.raises(ProfileError, match="name cannot be empty"):
         import_profile(FIXTURES / "Divine Intellect.yaml", name="  ")
+
+
+def test_ollama_grammar_and_format_json_become_structured_output(tmp_path: Path) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(
+        "FROM /models/tiny\n"
+        'PARAMETER grammar """root ::= answer\nanswer ::= "yes" | "no"\n"""\n'
+        "FORMAT json\n"
+    )
+    result = import_profile(modelfile)
+    assert result.profile.levers.grammar == 'root ::= answer\nanswer ::= "yes" | "no"\n'
+    assert result.profile.levers.json_mode == 1
+    assert result.unmapped == ()
+
+
+def test_ollama_format_schema_and_bad_structured_values_are_reported(tmp_path: Path) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(
+        'FROM /models/tiny\nFORMAT {"type": "object", "required": ["a"]}\n'
+        'PARAMETER grammar root ::= "yes\nFORMAT yaml\n'
+    )
+    result = import_profile(modelfile)
+    assert result.profile.levers.json_schema == '{"type": "object", "required": ["a"]}'
+    messages = [str(item) for item in result.unmapped]
+    assert messages[0].startswith(
+        'PARAMETER grammar = root ::= "yes: grammar is neither GBNF nor Lark'
+    )
+    assert messages[1] == "FORMAT = yaml: FORMAT must be json or a JSON Schema object"
+
+
+def test_textgen_grammar_string_becomes_the_grammar_lever(tmp_path: Path) -> None:
+    preset = tmp_path / "json.yaml"
+    preset.write_text("temperature: 0.5\ngrammar_string: 'root ::= \"a\"+'\n")
+    result = import_profile(preset)
+    assert result.profile.levers.grammar == 'root ::= "a"+'
+    assert result.unmapped == ()

@@ -102,6 +102,13 @@ def test_saving_a_builtin_creates_an_overriding_user_copy(
 # -- round trip -------------------------------------------------------------------------------
 
 
+_STRUCTURED_VALUES: dict[str, list[str]] = {
+    "json_schema": ["", '{"type": "object"}', '{"type": "array", "items": {"enum": [1, "a"]}}'],
+    "regex": ["", "[0-9]+", "(yes|no)\\.?"],
+    "grammar": ["", 'root ::= "a" | "b"', 'start: "x"+'],
+}
+
+
 def _lever_strategy(spec_name: str) -> st.SearchStrategy[object]:
     spec = next(s for s in LEVER_SPECS if s.name == spec_name)
     if spec.kind == "float":
@@ -112,6 +119,9 @@ def _lever_strategy(spec_name: str) -> st.SearchStrategy[object]:
         return st.none() | st.integers(0, 2**63 - 1)
     if spec.kind == "choice":
         return st.sampled_from(spec.choices)
+    if spec.name in _STRUCTURED_VALUES:
+        # A schema, regex or grammar must compile: valid ones, and off.
+        return st.sampled_from(_STRUCTURED_VALUES[spec.name])
     if spec.kind == "text":
         return st.text(max_size=40).map(lambda t: t.replace("\r", ""))
     if spec.kind == "weights":

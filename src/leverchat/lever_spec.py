@@ -28,6 +28,8 @@ class LeverSpec:
     # The side panel shows the common levers first and the rest under "More levers".
     more: bool = False
     choices: tuple[str, ...] = ()  # kind "choice": the allowed values
+    # kind "text": the longest value (a schema or grammar is longer than a persona note).
+    max_length: int = MAX_TEXT_LEVER
 
     def range_text(self) -> str:
         """The allowed range as a user reads it, e.g. ``0.0 to 2.0``."""
@@ -36,7 +38,7 @@ class LeverSpec:
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
         if self.kind == "text":
-            return f"a text of up to {MAX_TEXT_LEVER} characters"
+            return f"a text of up to {self.max_length} characters"
         if self.kind == "weights":
             low, high = format_number(self.minimum or 0), format_number(self.maximum or 0)
             return f"phrase=weight pairs, each weight {low} to {high}"

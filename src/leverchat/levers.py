@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from leverchat.lever_spec import (
-    MAX_TEXT_LEVER,
     LeverKind,
     LeverSpec,
     choice_lever,
@@ -28,6 +27,13 @@ from leverchat.lever_spec import (
 )
 from leverchat.lever_weights import WeightError, Weights, validate_weights
 from leverchat.sampler_specs import DEFAULT_DRY_BREAKERS, FLAG_LEVERS, SAMPLER_SPECS
+from leverchat.structured_specs import (
+    STRUCTURED_NAMES,
+    STRUCTURED_SPECS,
+    ConstraintError,
+    grammar_for,
+    schema_text,
+)
 
 __all__ = ["LeverKind", "LeverSpec", "format_number"]
 
@@ -80,13 +86,13 @@ LEVER_SPECS: tuple[LeverSpec, ...] = (
         help="How many messages from the end the persona note goes; 0: last."),
     choice_lever("persona_role", "Note role", ("system", "user", "assistant"),
         help="The role the persona note is inserted as."),
+    *STRUCTURED_SPECS,
 )
 # fmt: on
 
 # Every stop string is searched for after each token: a few are useful, thousands only slow
 # generation down (an imported Modelfile once carried 40,000).
 MAX_STOP_STRINGS = 32
-# A persona note is re-sent with every prompt: a few sentences, not a document.
 
 SPECS_BY_NAME: dict[str, LeverSpec] = {spec.name: spec for spec in LEVER_SPECS}
 LEVER_NAMES: tuple[str, ...] = tuple(spec.name for spec in LEVER_SPECS)
@@ -135,19 +141,27 @@ def validate_lever(name: str, value: Any) -> Any:
             return validate_weights(name, value, spec.minimum or 0.0, spec.maximum or 0.0)
         except WeightError as error:
             raise LeverError(name, str(error)) from None
+    if name == "json_schema":
+        value = schema_text(value)  # a TOML table is the schema itself
     if spec.kind == "text":
         if not isinstance(value, str):
             raise LeverError(name, f"{name} must be a text, not {_describe(value)}")
-        if len(value) > MAX_TEXT_LEVER:
-            raise LeverError(name, f"{name} is longer than {MAX_TEXT_LEVER} characters")
-        return value.replace("\r\n", "\n")
+        if len(value) > spec.max_length:
+            raise LeverError(name, f"{name} is longer than {spec.max_length} characters")
+        value = value.replace("\r\n", "\n")
+        if name in STRUCTURED_NAMES and value:
+            try:
+                grammar_for(name, value)
+            except ConstraintError as error:
+                raise LeverError(name, f"{name} {error}") from None
+        return value
     if spec.kind == "choice":
         if value not in spec.choices:
             raise LeverError(name, f"{name} must be {spec.range_text()}, not {_describe(value)}")
         return value
     if spec.kind == "optional_int" and value is None:
         return None
-    if name in FLAG_LEVERS and isinstance(value, bool):
+    if (name in FLAG_LEVERS or name == "json_mode") and isinstance(value, bool):
         value = int(value)
     # bool is an int subclass in Python; `temperature = true` is a mistake, not 1.0.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -243,6 +257,11 @@ class Levers:
     ban: tuple[str, ...] = ()
     # Phrase -> logit bias pairs (lever_weights.py); a table in TOML and JSON.
     boost: Weights = ()
+    # Structured output (structured_specs.py): off by default.
+    json_mode: int = 0
+    json_schema: str = ""
+    regex: str = ""
+    grammar: str = ""
 
     def __post_init__(self) -> None:
         # Direct construction is validated too: an invalid Levers object cannot exist.

@@ -222,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
             data.update(remote_json(result))
             if args.inspect:
                 data["inspection"] = inspection_json(result, args.inspect)
+            if result.notices:
+                data["notices"] = list(result.notices)
             print(visible_json(data))
         elif args.stats:
             print(format_stats(result), file=sys.stderr)
@@ -229,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
                 print(visible(line), file=sys.stderr)
         if args.inspect and not args.json:
             print(format_table(result, args.inspect), file=sys.stderr)
+        if not args.json:
+            for notice in result.notices:
+                print(f"leverchat: {visible(notice)}", file=sys.stderr)
         if result.error:
             print(f"leverchat: generation failed: {visible(result.error)}", file=sys.stderr)
             return exit_code_for(result.fault, EXIT_ERROR)

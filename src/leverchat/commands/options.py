@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from leverchat.commands.remote_options import add_remote_options
+from leverchat.commands.structured_options import add_structured_option
 from leverchat.engine.types import ModelSpec
 from leverchat.lever_weights import WeightError, parse_weights_text
 from leverchat.levers import LEVER_SPECS, LeverError, LeverSpec, validate_lever
@@ -216,6 +217,8 @@ def add_lever_options(parser: argparse.ArgumentParser) -> None:
         "levers", "sampling levers; each overrides the profile's value"
     )
     for spec in LEVER_SPECS:
+        if add_structured_option(group, spec, option_name(spec)):
+            continue
         if spec.kind == "strings":
             group.add_argument(
                 option_name(spec),

@@ -25,6 +25,7 @@ from leverchat.engine.prompt import (
     format_stops,
 )
 from leverchat.engine.sampling import TokenPicker
+from leverchat.engine.structured import ConstraintTokenizer, ReplyConstraint
 from leverchat.engine.types import (
     ChatMessage,
     ChunkCallback,
@@ -96,6 +97,8 @@ class Generator:
         self.context_window = context_window
         self.eos_ids = _eos_ids(model, tokenizer)
         self.vocab_size = _output_vocab_size(model)
+        # Structured output's view of the tokenizer: built the first time a reply needs it.
+        self._constraint_tokens = ConstraintTokenizer(tokenizer, self.vocab_size, self.eos_ids)
         # transformers 5.x renamed `past_key_values` to `cache`; older model code keeps it.
         parameters = inspect.signature(model.forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
@@ -177,6 +180,8 @@ class Generator:
             decoder = IncrementalDecoder(self.tokenizer)
             stop_filter = StopStringFilter()
             inspector = self._inspector(request, state)
+            constraint = ReplyConstraint(self._constraint_tokens)
+            state.notices = constraint.notices  # the same list: filled as the reply grows
 
             prefix_ids = self._prefix_ids(request)
             with torch.inference_mode():
@@ -205,15 +210,20 @@ class Generator:
                     if len(self._cached_ids) + 1 >= self.context_window:
                         stop_reason = StopReason.CONTEXT_FULL
                         break
-                    token = picker.pick(logits, levers, generator)
+                    # Structured output: the tokens its grammar forbids are gone (a no-op and
+                    # the same tensor while no structured lever is set).
+                    masked = constraint.apply(logits, levers)
+                    token = picker.pick(masked, levers, generator)
                     if state.first_token_at is None:
                         state.first_token_at = time.perf_counter()
                     if token in self.eos_ids:
                         stop_reason = StopReason.END_OF_TURN
                         break
                     if inspector is not None:  # before accept: as pick saw the penalties
-                        inspector.observe(picker, logits, levers, token)
+                        mask = None if masked is logits else (constraint.name or "", masked)
+                        inspector.observe(picker, logits, levers, token, constrained=mask)
                     picker.accept(token)
+                    constraint.accept(token)
                     state.token_ids.append(token)
                     state.last_token_at = time.perf_counter()
                     stops = (*levers.stop, *own_stops) if own_stops else levers.stop
@@ -399,6 +409,7 @@ class Generator:
             prompt_format=self._format_name,
             lever_tokens=state.lever_tokens,
             prefix_tokens=state.prefix_tokens,
+            notices=tuple(state.notices),
         )
 
 
@@ -412,6 +423,7 @@ class _ReplyState:
         self.last_token_at: float | None = None
         self.lever_tokens: tuple[LeverTokens, ...] = ()
         self.prefix_tokens = 0  # the first token_ids were given (a branch), not sampled
+        self.notices: list[str] = []
 
     @property
     def text(self) -> str:

@@ -272,14 +272,25 @@ class Inspector:
         self.records: list[TokenInspection] = []
 
     def observe(
-        self, picker: TokenPicker, logits: torch.Tensor, levers: Levers, token: int
+        self,
+        picker: TokenPicker,
+        logits: torch.Tensor,
+        levers: Levers,
+        token: int,
+        *,
+        constrained: tuple[str, torch.Tensor] | None = None,
     ) -> TokenInspection:
         """Record the step that chose ``token`` from ``logits``. Call it after ``pick`` and
-        before ``accept`` (the penalties must see the same tokens ``pick`` saw)."""
+        before ``accept`` (the penalties must see the same tokens ``pick`` saw).
+
+        ``constrained``: structured output's lever name and the masked logits ``pick`` saw;
+        a token its grammar forbids is "removed by" that lever, before any other."""
         import torch
 
         raw_logits = logits[: picker.vocab_size].float()
         raw = torch.softmax(raw_logits, dim=-1)
+        if constrained is not None:
+            logits = constrained[1]
         probs, ids = picker.distribution(logits, levers)
         after = torch.zeros_like(raw)
         after[ids] = probs.to(after.dtype)
@@ -295,6 +306,11 @@ class Inspector:
         alt_ids = wanted[1:].tolist()
         gone = [t for t, value in zip(alt_ids, after_values[1:], strict=True) if value == 0.0]
         removed = attribute(logits, levers, picker, gone, self._stages) if gone else {}
+        if constrained is not None and gone:
+            forbidden = logits[torch.tensor(gone, device=logits.device)] == float("-inf")
+            for t, out in zip(gone, forbidden.tolist(), strict=True):
+                if out:
+                    removed[t] = constrained[0]
         alternatives = tuple(
             Alternative(
                 token_id=t,

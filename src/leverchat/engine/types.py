@@ -194,6 +194,9 @@ class GenerationResult:
     lever_tokens: tuple[LeverTokens, ...] = ()
     # How many of ``token_ids`` were the request's reply_prefix (given, not sampled).
     prefix_tokens: int = 0
+    # What the user should know about how the levers applied (a structured-output change
+    # refused mid-reply), in words.
+    notices: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:

@@ -148,3 +148,14 @@ def neutralise(text: str) -> tuple[str, int]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     cleaned = _INVISIBLE.sub("", strip_control(text))
     return cleaned, len(text) - len(cleaned)
+
+
+def map_format(draft: Draft, value: str) -> None:
+    """Ollama's ``format`` (``json``, or a JSON Schema): JSON mode or the json_schema lever."""
+    text = value.strip()
+    if text.lower() == "json":
+        draft.set_lever("FORMAT", "json_mode", 1)
+    elif text.startswith("{"):
+        draft.set_lever("FORMAT", "json_schema", text)  # a bad schema is reported, named
+    elif text:
+        draft.skip("FORMAT", value, "FORMAT must be json or a JSON Schema object")

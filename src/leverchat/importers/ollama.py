@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from leverchat.importers.common import Draft, Unmapped, map_mirostat, show
+from leverchat.importers.common import Draft, Unmapped, map_format, map_mirostat, show
 from leverchat.importers.go_template import Mapped, map_go_template
 
 # Ollama's documented defaults (docs/modelfile.md, "Valid Parameters and Values"): a Modelfile
@@ -38,6 +38,8 @@ _OLLAMA_LEVERS: Final = {
     "num_predict": "max_new_tokens",
     "seed": "seed",
     "stop": "stop",
+    # llama.cpp's GBNF grammar: leverchat's grammar lever reads GBNF (and Lark).
+    "grammar": "grammar",
 }
 _RUNTIME_SETTING = "an Ollama/llama.cpp runtime setting, not a sampling lever"
 _OLLAMA_REASONS: Final = {
@@ -45,7 +47,6 @@ _OLLAMA_REASONS: Final = {
     "repeat_last_n": "leverchat's repetition penalty always covers the whole conversation",
     "tfs_z": "leverchat has no tail-free sampling",
     "penalize_newline": "leverchat has no newline-specific penalty",
-    "grammar": "leverchat has no grammar-constrained sampling",
     **{
         key: _RUNTIME_SETTING
         for key in (
@@ -77,7 +78,7 @@ _OLLAMA_INSTRUCTION_REASONS: Final = {
 # PROMPT is the template instruction of early Ollama versions; old Modelfiles still use it.
 _TEMPLATES: Final = ("TEMPLATE", "PROMPT")
 MODELFILE_INSTRUCTIONS: Final = frozenset(
-    {"FROM", "SYSTEM", "PARAMETER", *_TEMPLATES, *_OLLAMA_INSTRUCTION_REASONS}
+    {"FROM", "SYSTEM", "PARAMETER", "FORMAT", *_TEMPLATES, *_OLLAMA_INSTRUCTION_REASONS}
 )
 _MODEL_FILE_SUFFIXES: Final = (".gguf", ".safetensors", ".bin")
 _PROJECTOR_RE = re.compile(r"mmproj|projector|clip[-_.]?(?:vit|model)", re.IGNORECASE)
@@ -103,6 +104,8 @@ def parse_modelfile(text: str, *, base_dir: Path) -> Draft:
         elif instruction in _TEMPLATES:
             # Mapped once the SYSTEM text is known; reported at its place in the file.
             templates.append((len(draft.unmapped), instruction, value))
+        elif instruction == "FORMAT":
+            map_format(draft, value)
         elif instruction in _OLLAMA_INSTRUCTION_REASONS:
             draft.skip(instruction, value, _OLLAMA_INSTRUCTION_REASONS[instruction])
         else:
@@ -197,6 +200,9 @@ def _map_parameter(draft: Draft, key: str, raw: str, neutral: list[str]) -> None
     name = f"PARAMETER {key}"
     if key == "stop":
         draft.add_stops(name, raw)
+        return
+    if key == "grammar":
+        draft.set_lever(name, "grammar", raw)  # text, not a number; a bad one is reported
         return
     if key not in _OLLAMA_LEVERS:
         if key in _OLLAMA_NEUTRAL and _parse_number(raw) == _OLLAMA_NEUTRAL[key]:

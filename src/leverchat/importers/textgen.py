@@ -42,6 +42,8 @@ LEVERS: Final = {
     "xtc_probability": "xtc_probability",
     "xtc_threshold": "xtc_threshold",
     "temperature_last": "temperature_last",
+    # The web UI's grammar is llama.cpp's GBNF, which the grammar lever reads.
+    "grammar_string": "grammar",
 }
 # Mapped by hand in parse_textgen_preset: the breakers are a JSON list without its brackets,
 # and dynamic temperature is a low/high pair where leverchat has temperature +/- a range.

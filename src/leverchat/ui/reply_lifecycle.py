@@ -298,6 +298,8 @@ async def finish_reply(screen: ChatScreen, message: ReplyFinished) -> None:
                 "context window: the model did not see them (the system prompt was kept)."
             )
         )
+    for notice in result.notices:  # a structured-output change refused mid-reply
+        await screen.chat.add(Notice(notice))
 
 
 async def end_reply(

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from leverchat.engine.remote.structured_wire import structured_fields, structured_unavailable
 from leverchat.engine.types import ChatMessage, UnavailableLever
 from leverchat.levers import SPECS_BY_NAME, Levers
 
@@ -95,7 +96,7 @@ class Dialect:
                 # (chat extra parameters: continue_final_message, add_generation_prompt)
                 body["continue_final_message"] = True
                 body["add_generation_prompt"] = False
-        sampling = self.sampling(levers, seed)
+        sampling = {**self.sampling(levers, seed), **structured_fields(self.name, levers)}
         body.update(sampling)
         return WireRequest(
             path=self.chat_path,
@@ -108,7 +109,7 @@ class Dialect:
 
     def completion_request(self, model: str, prompt: str, levers: Levers, seed: int) -> WireRequest:
         """A streaming /v1/completions request continuing a raw ``prompt``."""
-        sampling = self.sampling(levers, seed)
+        sampling = {**self.sampling(levers, seed), **structured_fields(self.name, levers)}
         body: dict[str, Any] = {"model": model, "prompt": prompt, "stream": True, **sampling}
         return WireRequest(
             path="/completions",
@@ -434,3 +435,7 @@ DIALECTS: dict[str, Dialect] = {
         "https://huggingface.co/docs/transformers/main/en/serve-cli/serving",
     ),
 }
+
+# Structured output (structured_wire.py): each server's reasons, beside its samplers'.
+for _dialect in DIALECTS.values():
+    _dialect.unavailable.update(structured_unavailable(_dialect.name, _dialect.label))
