@@ -17,10 +17,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Input, Static, TextArea
+from textual.widgets import Input, Static
 
 from leverchat.safetext import visible_glyphs
-from leverchat.ui.widgets.visible_editors import VisibleInput
+from leverchat.ui.widgets.visible_editors import VisibleInput, VisibleTextArea
 
 
 class BranchAtScreen(ModalScreen[tuple[int, str] | None]):
@@ -56,7 +56,7 @@ class BranchAtScreen(ModalScreen[tuple[int, str] | None]):
         with Vertical(classes="dialog", id="branch-at-dialog"):
             yield Static(Content.styled("Branch the reply at…", "bold"), classes="dialog-title")
             yield Static("Move the cursor to where the reply should be cut, then Enter.")
-            yield TextArea(
+            yield VisibleTextArea(
                 visible_glyphs(self._text),
                 read_only=True,
                 soft_wrap=True,
@@ -72,7 +72,7 @@ class BranchAtScreen(ModalScreen[tuple[int, str] | None]):
             )
 
     def on_mount(self) -> None:
-        area = self.query_one(TextArea)
+        area = self.query_one(VisibleTextArea)
         area.focus()
         area.move_cursor(area.document.end)
 
@@ -80,7 +80,7 @@ class BranchAtScreen(ModalScreen[tuple[int, str] | None]):
     def cut_at(self) -> int:
         """The cursor's place in the reply, in characters (each line ends with one newline
         character in the document; the reply's own newlines are glyphs on one line)."""
-        area = self.query_one(TextArea)
+        area = self.query_one(VisibleTextArea)
         row, column = area.cursor_location
         return sum(len(line) + 1 for line in area.document.lines[:row]) + column
 
