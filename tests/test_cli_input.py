@@ -46,7 +46,7 @@ class _Bytes:
 
 def read_prompt(monkeypatch: pytest.MonkeyPatch, data: bytes) -> str:
     monkeypatch.setattr(sys, "stdin", _Bytes(data))
-    return ask._read_prompt(type("Args", (), {"prompt": "-"})())
+    return ask.read_prompt(type("Args", (), {"prompt": "-"})())
 
 
 # -- stdin -------------------------------------------------------------------------------------

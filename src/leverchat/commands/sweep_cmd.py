@@ -11,17 +11,17 @@ import argparse
 import sys
 from typing import Any
 
-from leverchat.commands.ask import (
+from leverchat.commands.one_shot import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    _ProgressPrinter,
-    _read_prompt,
-    _resolve_profile,
-    _UsageError,
-    _wait,
+    ProgressPrinter,
+    UsageError,
     install_sigterm_as_interrupt,
+    read_prompt,
+    resolve_profile,
+    wait_for_result,
 )
 from leverchat.commands.options import (
     add_lever_options,
@@ -109,9 +109,9 @@ def _plan(args: argparse.Namespace) -> tuple[str, tuple[Any, ...]]:
         spec = resolve_lever(args.lever)
         values = parse_values(spec, args.values)
     except SweepError as error:
-        raise _UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     if getattr(args, f"lever_{spec.name}", None) is not None:
-        raise _UsageError(
+        raise UsageError(
             f"{option_name(spec)} and --lever {spec.name} both set {spec.name}: the sweep sets "
             f"it to each of --values; drop {option_name(spec)}"
         )
@@ -124,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     install_sigterm_as_interrupt()
     try:
         lever, values = _plan(args)
-        prompt = _read_prompt(args)
-        levers, system, profile_model, prompt_format = _resolve_profile(args)
-    except _UsageError as error:
+        prompt = read_prompt(args)
+        levers, system, profile_model, prompt_format = resolve_profile(args)
+    except UsageError as error:
         print(f"leverchat sweep: error: {visible(str(error))}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -142,12 +142,12 @@ def run(args: argparse.Namespace) -> int:
     spec = model_spec_from_args(args, fallback_source=profile_model)
     if not spec.is_remote:
         route_library_output_to_log()
-    progress = _ProgressPrinter(sys.stderr, show=not args.json)
+    progress = ProgressPrinter(sys.stderr, show=not args.json)
     cells: list[SweepCell] = []
     code = EXIT_OK
     try:
         try:
-            info = _wait(engine.load(spec, progress))
+            info = wait_for_result(engine.load(spec, progress))
         except EngineError as error:
             progress.clear()
             print(f"leverchat: {visible(str(error))}", file=sys.stderr)
@@ -162,10 +162,10 @@ def run(args: argparse.Namespace) -> int:
             request = GenerationRequest(messages, FixedLevers(cell), prompt_format=prompt_format)
             future = engine.generate(request, None)
             try:
-                result = _wait(future)
+                result = wait_for_result(future)
             except KeyboardInterrupt as interrupt:
                 request.cancel.set()
-                result = _wait(future)
+                result = wait_for_result(future)
                 cells.append(_cell(value, cell, result))
                 code = int(getattr(interrupt, "exit_code", EXIT_INTERRUPTED))
                 break
