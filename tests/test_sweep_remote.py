@@ -90,7 +90,7 @@ def test_ctrl_c_prints_the_cells_so_far_and_exits_130(
 ) -> None:
     import leverchat.commands.sweep_cmd as sweep_cmd
 
-    real_wait = sweep_cmd._wait
+    real_wait = sweep_cmd.wait_for_result
     calls = {"generate": 0}
 
     def wait(future: Any) -> Any:
@@ -103,7 +103,7 @@ def test_ctrl_c_prints_the_cells_so_far_and_exits_130(
                 raise KeyboardInterrupt
         return result
 
-    monkeypatch.setattr(sweep_cmd, "_wait", wait)
+    monkeypatch.setattr(sweep_cmd, "wait_for_result", wait)
     code, out, _ = run_sweep(
         capsys,
         "--model",
