@@ -249,9 +249,31 @@ def test_each_reply_token_gets_its_record(generator: Generator, loaded: Any) -> 
         assert item.after is not None and item.after > 0
         raws = [alt.raw or 0.0 for alt in item.alternatives]
         assert raws == sorted(raws, reverse=True)
-        assert item.text == loaded.tokenizer.decode([item.token_id])
+        alone = loaded.tokenizer.decode([item.token_id])
+        if "\ufffd" not in alone + item.text:  # no character split here: its own text
+            assert item.text == alone
         for alt in item.alternatives:
             assert (alt.removed_by is not None) == (alt.after == 0.0)
+    assert "".join(item.text for item in result.inspection) == result.text
+
+
+def test_tokens_that_split_a_character_join_into_the_reply(
+    generator: Generator, loaded: Any
+) -> None:
+    """A byte-level vocabulary writes a character such as "é" with two tokens, each of which
+    decodes alone to U+FFFD. The records say what each token added to the reply (nothing, then
+    the character), so the tinted view shows the reply's text, not "��"."""
+    split_seen = False
+    for seed in range(1, 9):
+        levers = Levers(temperature=1.5, max_new_tokens=24, seed=seed)
+        result = generator.run(_request(levers, inspect=3), None)
+        generator.reset_cache()
+        texts = [item.text for item in result.inspection]
+        assert "".join(texts) == result.text
+        assert all("\ufffd" not in text for text in texts) or "\ufffd" in result.text
+        alone = [loaded.tokenizer.decode([item.token_id]) for item in result.inspection]
+        split_seen = split_seen or any("\ufffd" in text for text in alone)
+    assert split_seen, "no reply split a character: the test proves nothing; change the seeds"
 
 
 def test_the_token_that_completes_a_stop_string_is_marked(generator: Generator) -> None:

@@ -227,7 +227,10 @@ class Generator:
                     state.token_ids.append(token)
                     state.last_token_at = time.perf_counter()
                     stops = (*levers.stop, *own_stops) if own_stops else levers.stop
-                    shown, hit_stop = stop_filter.feed(decoder.step(token), stops)
+                    piece = decoder.step(token)
+                    if inspector is not None:
+                        inspector.shown_as((piece,))
+                    shown, hit_stop = stop_filter.feed(piece, stops)
                     state.emit(shown, on_chunk)
                     if hit_stop:
                         if inspector is not None:
@@ -311,7 +314,10 @@ class Generator:
                 logits = self._step(token)
         state.token_ids.extend(prefix_ids)
         state.prefix_tokens = len(prefix_ids)
-        state.emit("".join(decoder.step(token) for token in prefix_ids), on_chunk)
+        pieces = [decoder.step(token) for token in prefix_ids]
+        if inspector is not None:
+            inspector.shown_as(pieces)
+        state.emit("".join(pieces), on_chunk)
         return logits, reused, len(prompt_ids) + len(prefix_ids)
 
     def _inspector(self, request: GenerationRequest, state: _ReplyState) -> Inspector | None:

@@ -335,6 +335,18 @@ class Inspector:
         self.records.append(record)
         return record
 
+    def shown_as(self, pieces: Sequence[str]) -> None:
+        """The text each of the last ``len(pieces)`` recorded tokens added to the reply.
+
+        A token alone can decode to U+FFFD: byte-level vocabularies split a character such as
+        "Î" over two tokens. The reply's own decoder adds nothing for the first and the whole
+        character for the second; recording that instead makes the records' texts join into
+        the reply exactly, so the tinted view never shows "��" where the reply says "Î"."""
+        start = len(self.records) - len(pieces)
+        for index, piece in enumerate(pieces, start=start):
+            if index >= 0 and self.records[index].text != piece:
+                self.records[index] = replace(self.records[index], text=piece)
+
     def mark_stop(self) -> None:
         """The last recorded token completed a stop string: its text was cut there."""
         if self.records:
