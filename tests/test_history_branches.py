@@ -104,7 +104,7 @@ def test_the_tree_lists_each_branch_under_its_origin(store: HistoryStore) -> Non
         (v3, 2, 3),
     ]
     assert lines[0].label == "v1: Hello there, friend."
-    assert lines[1].label == "v2 from v1 at token 3 '[/]Arr': Hello[/]Arr matey!"
+    assert lines[1].label == "v2 from v1 at token 4 '[/]Arr': Hello[/]Arr matey!"
     assert lines[2].label == "v3 from v2 at character 8 ' Yo': Hello[/] Yo ho!"
     assert all(2 + line.depth * 2 + len(line.label) <= 60 for line in lines)
 
@@ -310,7 +310,7 @@ def test_f3_says_where_a_reply_branched() -> None:
 
     point = BranchPoint("a", 5, "[/]Arr", 3, "Hello[/]Arr", (1, 2, 3, 4))
     lines = provenance_lines(provenance(point))
-    assert "Branched:        at token 3 '[/]Arr', continued from 4 given tokens" in lines
+    assert "Branched:        at token 4 '[/]Arr', continued from 4 given tokens" in lines
     assert not any(line.startswith("Branched") for line in provenance_lines(provenance()))
 
 

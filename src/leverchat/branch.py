@@ -49,9 +49,12 @@ class BranchPoint:
         return ReplyPrefix(self.prefix, token_ids=self.prefix_ids)
 
     def where(self) -> str:
-        """Where it split, in words: "at token 14 'Arr'" (the text is the caller's to make safe)."""
+        """Where it split, in words: "at token 14 'Arr'" (the text is the caller's to make safe).
+
+        Counted from 1, as the token inspector counts ("Token 14 of 40"), where the branch was
+        picked; ``token_index`` itself counts from 0 (the tokens kept before it)."""
         at = (
-            f"at token {self.token_index}"
+            f"at token {self.token_index + 1}"
             if self.token_index is not None
             else f"at character {self.char_offset}"
         )

@@ -111,7 +111,7 @@ async def test_a_branch_continues_from_the_chosen_token_as_a_new_version(
             frame = frame_text(app)
             lines = frame.splitlines()
             first = next(line for line in lines if "v1:" in line)
-            second = next(line for line in lines if "v2 from v1 at token 5" in line)
+            second = next(line for line in lines if "v2 from v1 at token 6" in line)
             assert second.index("v2") > first.index("v1")  # indented under v1
             assert repr(chosen_text) in second
             await pilot.press("up", "enter")  # open v1: the chat continues from it
