@@ -377,6 +377,23 @@ def test_without_a_template_the_change_is_deferred_and_said(fake: FakeServer) ->
     assert "applies from the next one" in result.remote.note
 
 
+def test_a_change_during_a_structured_reply_waits_for_the_next_one(fake: FakeServer) -> None:
+    """vLLM could continue the reply, but a new request would start its JSON grammar again in
+    the middle of the object: the change is kept for the next reply, and the user is told."""
+    fake.routes["POST /v1/chat/completions"] = lambda request: sse_reply(['{"a"', ": 1", "}"])
+    engine = RemoteEngine()
+    engine.load(ModelSpec(source=fake.model_spec, server="vllm")).result(timeout=30)
+    structured = Levers(temperature=0.9, seed=3, max_new_tokens=20, json_mode=1)
+    live = LiveLevers(structured)
+    on_chunk = change_after_first_chunk(live, structured.with_value("temperature", 0.1))
+    result = engine.generate(GenerationRequest(MESSAGES, live), on_chunk).result(timeout=30)
+    engine.close()
+    assert len(fake.posts()) == 1  # no continuation request
+    assert result.text == '{"a": 1}'
+    assert result.lever_changes == ()
+    assert any("structured output" in notice for notice in result.notices)
+
+
 def test_recorded_request_never_holds_the_key_outside_the_header(
     fake: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

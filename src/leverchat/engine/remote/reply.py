@@ -33,6 +33,7 @@ from leverchat.engine.types import (
 )
 from leverchat.levers import Levers, random_seed
 from leverchat.persona import with_persona_note
+from leverchat.structured_specs import active_constraint
 
 _FINISH = {"stop": StopReason.END_OF_TURN, "length": StopReason.MAX_TOKENS}
 
@@ -170,6 +171,7 @@ class _LeverTracker:
         self.version = version
         self.levers = levers
         self.deferred = False
+        self.deferred_structured = False
 
     def read(self, reply: _Reply) -> bool:
         """True when the levers changed and the current request must end."""
@@ -186,6 +188,13 @@ class _LeverTracker:
         self.version = version
         if not self._can_continue and reply.requests > 0:
             self.deferred = True
+            return False
+        if reply.requests > 0 and (
+            active_constraint(self.levers) is not None or active_constraint(current) is not None
+        ):
+            # A continuation is a new request: the server would start its grammar again at
+            # the reply's middle and could break the JSON. The change waits for the next reply.
+            self.deferred_structured = True
             return False
         reply.changes.append(
             LeverChange(
@@ -297,6 +306,13 @@ def _result(
         if tracker.deferred
         else ""
     )
+    notices: tuple[str, ...] = ()
+    if tracker.deferred_structured:
+        notices = (
+            "The lever change applies from the next reply: this one is constrained by "
+            "structured output, and continuing it in a new request would restart the "
+            f"{session.dialect.label} server's grammar in the middle of the reply.",
+        )
     remote = RemoteProvenance(
         endpoint=session.client.endpoint.display,
         server=session.dialect.name,
@@ -325,6 +341,7 @@ def _result(
         remote=remote,
         fault=fault,
         inspection=tuple(reply.inspections),
+        notices=notices,
     )
 
 
