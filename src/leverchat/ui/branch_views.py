@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from leverchat.history import HistoryError
 from leverchat.ui import branching, hints
-from leverchat.ui.versions import target_message
+from leverchat.ui.versions import focused_versions, target_message
 from leverchat.version_tree import tree_lines
 
 if TYPE_CHECKING:
@@ -22,21 +21,10 @@ def show_version_tree(screen: ChatScreen) -> None:
     """Show the versions of the focused (or last) reply as a tree; Enter opens one."""
     from leverchat.ui.screens.version_tree import VersionTreeScreen
 
-    if screen._reply is not None:
-        screen.notify(hints.busy(screen.app))
+    found = focused_versions(screen)
+    if found is None:
         return
-    target = target_message(screen, "")
-    if target is None:
-        screen.notify("There is no reply yet.")
-        return
-    if not screen.history.is_saved(screen.conversation.id):
-        screen.notify("Versions are kept in the history, which is off for this chat.")
-        return
-    try:
-        versions = screen.history.versions(target.id)
-    except HistoryError as error:
-        screen.notify(f"Could not read the versions: {error}", severity="error", markup=False)
-        return
+    target, versions = found
 
     async def opened(message_id: str | None) -> None:
         await branching.open_version(screen, message_id)

@@ -33,23 +33,32 @@ def target_message(screen: ChatScreen, role: str) -> Message | None:
     return screen.conversation.last_reply
 
 
-async def step_version(screen: ChatScreen, step: int) -> None:
-    """Show the previous (-1) or next (1) version of the focused or last reply."""
+def focused_versions(screen: ChatScreen) -> tuple[Message, tuple[Message, ...]] | None:
+    """The focused (or last) message and every version of its turn, or None after telling
+    the user why not (a reply streams, no reply yet, the history is off or unreadable)."""
     if screen._reply is not None:
         screen.notify(hints.busy(screen.app))
-        return
+        return None
     target = target_message(screen, "")
     if target is None:
         screen.notify("There is no reply yet.")
-        return
+        return None
     if not screen.history.is_saved(screen.conversation.id):
         screen.notify("Versions are kept in the history, which is off for this chat.")
-        return
+        return None
     try:
-        versions = screen.history.versions(target.id)
+        return target, screen.history.versions(target.id)
     except HistoryError as error:
         screen.notify(f"Could not read the versions: {error}", severity="error", markup=False)
+        return None
+
+
+async def step_version(screen: ChatScreen, step: int) -> None:
+    """Show the previous (-1) or next (1) version of the focused or last reply."""
+    found = focused_versions(screen)
+    if found is None:
         return
+    target, versions = found
     ids = [version.id for version in versions]
     index = ids.index(target.id) if target.id in ids else 0
     wanted = index + step
