@@ -106,9 +106,17 @@ def strings_lever(
 
 
 def text_lever(
-    name: str, label: str, *, help: str, default: str = "", more: bool = False
+    name: str,
+    label: str,
+    *,
+    help: str,
+    default: str = "",
+    more: bool = False,
+    max_length: int = MAX_TEXT_LEVER,
 ) -> LeverSpec:
-    return LeverSpec(name, "text", default, None, None, 0, default, help, label, more)
+    return LeverSpec(
+        name, "text", default, None, None, 0, default, help, label, more, max_length=max_length
+    )
 
 
 def choice_lever(

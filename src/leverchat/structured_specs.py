@@ -14,7 +14,7 @@ import json
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from leverchat.lever_spec import LeverSpec
+from leverchat.lever_spec import LeverSpec, int_lever, text_lever
 
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions
@@ -23,59 +23,18 @@ if TYPE_CHECKING:
 # keeps a pasted document from being re-validated on every lever change.
 MAX_CONSTRAINT_TEXT = 100_000
 
+# fmt: off
 STRUCTURED_SPECS: tuple[LeverSpec, ...] = (
-    LeverSpec(
-        name="json_mode",
-        kind="int",
-        default=0,
-        minimum=0,
-        maximum=1,
-        step=1,
-        neutral=0,
-        help="1: the reply is one valid JSON object (any keys); 0 is off.",
-        label="JSON mode",
-        more=True,
-    ),
-    LeverSpec(
-        name="json_schema",
-        kind="text",
-        default="",
-        minimum=None,
-        maximum=None,
-        step=0,
-        neutral="",
-        help="A JSON Schema the reply must match (JSON text, or a TOML table); empty: off.",
-        label="JSON Schema",
-        more=True,
-        max_length=MAX_CONSTRAINT_TEXT,
-    ),
-    LeverSpec(
-        name="regex",
-        kind="text",
-        default="",
-        minimum=None,
-        maximum=None,
-        step=0,
-        neutral="",
-        help="A regular expression (Rust syntax) the whole reply must match; empty: off.",
-        label="Regex",
-        more=True,
-        max_length=MAX_CONSTRAINT_TEXT,
-    ),
-    LeverSpec(
-        name="grammar",
-        kind="text",
-        default="",
-        minimum=None,
-        maximum=None,
-        step=0,
-        neutral="",
-        help="A grammar the reply must follow: GBNF (llama.cpp) or Lark; empty: off.",
-        label="Grammar",
-        more=True,
-        max_length=MAX_CONSTRAINT_TEXT,
-    ),
+    int_lever("json_mode", "JSON mode", 0, 0, 1, 1, more=True,
+        help="1: the reply is one valid JSON object (any keys); 0 is off."),
+    text_lever("json_schema", "JSON Schema", more=True, max_length=MAX_CONSTRAINT_TEXT,
+        help="A JSON Schema the reply must match (JSON text, or a TOML table); empty: off."),
+    text_lever("regex", "Regex", more=True, max_length=MAX_CONSTRAINT_TEXT,
+        help="A regular expression (Rust syntax) the whole reply must match; empty: off."),
+    text_lever("grammar", "Grammar", more=True, max_length=MAX_CONSTRAINT_TEXT,
+        help="A grammar the reply must follow: GBNF (llama.cpp) or Lark; empty: off."),
 )
+# fmt: on
 
 STRUCTURED_NAMES: tuple[str, ...] = tuple(spec.name for spec in STRUCTURED_SPECS)
 # Which constraint applies when several are set: the first set one of these.
