@@ -17,6 +17,7 @@ from leverchat.commands.one_shot import (
     EXIT_USAGE,
     ProgressPrinter,
     UsageError,
+    add_profile_options,
     install_sigterm_as_interrupt,
     read_prompt,
     resolve_profile,
@@ -53,17 +54,7 @@ def register(subparsers: Any) -> None:
         "refused, naming the byte offset) and drops the one trailing newline that `echo` "
         "adds; an empty or blank question is refused (exit code 2)",
     )
-    parser.add_argument(
-        "--system", metavar="TEXT", help="the system prompt (overrides the profile)"
-    )
-    parser.add_argument(
-        "-p", "--profile", metavar="NAME", help="use this persona profile (default: 'default')"
-    )
-    parser.add_argument(
-        "--prompt-format",
-        choices=["auto", "chat_template", "instruction"],
-        help="how messages become the prompt (default: the profile's, else auto)",
-    )
+    add_profile_options(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--stats", action="store_true", help="print timing and token stats to stderr afterwards"

@@ -23,6 +23,21 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def add_profile_options(parser: argparse.ArgumentParser) -> None:
+    """--system, --profile and --prompt-format: what :func:`resolve_profile` reads."""
+    parser.add_argument(
+        "--system", metavar="TEXT", help="the system prompt (overrides the profile)"
+    )
+    parser.add_argument(
+        "-p", "--profile", metavar="NAME", help="use this persona profile (default: 'default')"
+    )
+    parser.add_argument(
+        "--prompt-format",
+        choices=["auto", "chat_template", "instruction"],
+        help="how messages become the prompt (default: the profile's, else auto)",
+    )
+
+
 def read_prompt(args: argparse.Namespace) -> str:
     """The question, checked before the model loads (a bad one must not cost a load)."""
     if args.prompt == "-":

@@ -18,6 +18,7 @@ from leverchat.commands.one_shot import (
     EXIT_USAGE,
     ProgressPrinter,
     UsageError,
+    add_profile_options,
     install_sigterm_as_interrupt,
     read_prompt,
     resolve_profile,
@@ -81,17 +82,7 @@ def register(subparsers: Any) -> None:
         help=f"the values to try, comma-separated, at most {MAX_VALUES}; each is checked "
         "like the lever's own option (a persona note is one value, commas included)",
     )
-    parser.add_argument(
-        "--system", metavar="TEXT", help="the system prompt (overrides the profile)"
-    )
-    parser.add_argument(
-        "-p", "--profile", metavar="NAME", help="use this persona profile (default: 'default')"
-    )
-    parser.add_argument(
-        "--prompt-format",
-        choices=["auto", "chat_template", "instruction"],
-        help="how messages become the prompt (default: the profile's, else auto)",
-    )
+    add_profile_options(parser)
     parser.add_argument(
         "--json",
         action="store_true",
