@@ -16,6 +16,7 @@ from scripted_engine import ScriptedEngine
 from leverchat.profiles import ProfileStore
 from leverchat.ui.app import LeverChatApp
 from leverchat.ui.config import load_config
+from leverchat.ui.history_session import HistorySession
 from leverchat.ui.themes import load_themes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,6 +88,31 @@ def make_app(engine: ScriptedEngine, profile_store: ProfileStore) -> AppFactory:
         return LeverChatApp(options.pop("engine", engine), **options)
 
     return factory
+
+
+@pytest.fixture
+def real_engine_app(
+    make_app: AppFactory, tmp_path: Path
+) -> Iterator[Callable[[Path], tuple[LeverChatApp, HistorySession]]]:
+    """The app on the real engine (EngineThread) loading ``model_dir`` on the CPU, with a
+    history in ``tmp_path``: returns the app and its history; both are closed after the test."""
+    from leverchat.engine.types import ModelSpec
+    from leverchat.engine.worker import EngineThread
+    from leverchat.history import HistoryStore
+
+    built: list[tuple[EngineThread, HistorySession]] = []
+
+    def build(model_dir: Path) -> tuple[LeverChatApp, HistorySession]:
+        engine = EngineThread()
+        history = HistorySession(HistoryStore(tmp_path / "history.sqlite3"))
+        built.append((engine, history))
+        spec = ModelSpec(source=str(model_dir), device="cpu")
+        return make_app(engine=engine, history=history, model_spec=spec), history
+
+    yield build
+    for engine, history in built:
+        engine.close()
+        history.close()
 
 
 async def wait_for(pilot: Any, predicate: Callable[[], bool], what: str, steps: int = 500) -> None:
