@@ -44,14 +44,15 @@ def loop_split(generator: Any, messages: list[tuple[str, str]], levers: Any) -> 
     picker_class.pick = timed(spent, "sampling", picker_class.pick)  # type: ignore[method-assign]
     decoder_class.step = timed(spent, "detokenize", decoder_class.step)  # type: ignore[method-assign]
     filter_class.feed = timed(spent, "stop_filter", filter_class.feed)  # type: ignore[method-assign]
-    generator._forward = timed(spent, "forward", generator._forward)
+    # One decoded token's forward pass: the lean step where the model allows it, else the
+    # model's own forward (Generator._step chooses, as in the app).
+    generator._step = timed(spent, "forward", generator._step)
     try:
         generator.reset_cache()
         result = _common.check_result(generator.run(_common.request(messages, levers), None))
     finally:
         picker_class.pick, decoder_class.step, filter_class.feed = originals  # type: ignore[method-assign]
-        del generator._forward
-    spent["forward"] = spent["forward"][1:]  # the first call is the prompt's prefill
+        del generator._step
     per_token = {name: sum(values) / len(values) for name, values in spent.items() if values}
     tokens = result.stats.new_tokens
     # The engine's decode window: first to last token, tokens - 1 steps.
@@ -73,14 +74,14 @@ def forward_profile(generator: Any, prompt_ids: list[int], steps: int) -> dict[s
 
     with torch.inference_mode():
         generator.reset_cache()
-        logits = generator._forward(prompt_ids)
+        logits, _reused = generator._prefill(prompt_ids)
         token = int(logits.argmax())
         for _ in range(3):
-            token = int(generator._forward([token]).argmax())
+            token = int(generator._step(token).argmax())
         started = time.perf_counter()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
-                token = int(generator._forward([token]).argmax())
+                token = int(generator._step(token).argmax())
         wall = (time.perf_counter() - started) / steps
     events = prof.key_averages()
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
@@ -148,10 +149,10 @@ def forward_only_rate(generator: Any, prompt_ids: list[int], tokens: int) -> flo
 
     with torch.inference_mode():
         generator.reset_cache()
-        token = int(generator._forward(prompt_ids).argmax())
+        token = int(generator._prefill(prompt_ids)[0].argmax())
         started = time.perf_counter()
         for _ in range(tokens):
-            token = int(generator._forward([token]).argmax())
+            token = int(generator._step(token).argmax())
         rate = tokens / (time.perf_counter() - started)
     generator.reset_cache()
     return rate
@@ -190,6 +191,8 @@ def main() -> None:
             "model": _common.model_name(args),
             "machine": _common.machine(args.device),
             "levers": "chat defaults (temperature 0.7, top_p 0.95, min_p 0.05)",
+            # The one-token step: lean_step.py's, or the model's own forward where it has none.
+            "step": "lean" if generator.lean is not None else "model forward",
             "decode_loop": best,
             "all_runs_ms_per_token": [s["ms_per_token"] for s in splits],
             "forward": forward_profile(generator, prompt_ids, 8 if args.smoke else 24),

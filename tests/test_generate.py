@@ -106,23 +106,23 @@ def test_cancel_stops_within_one_token(generator: Generator) -> None:
 def test_exception_mid_generation_fails_request_keeps_partial_and_engine(
     generator: Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_forward = generator._forward
+    real_step = generator._step
     calls = {"n": 0}
 
-    def failing_forward(ids: list[int]) -> Any:
+    def failing_step(token: int) -> Any:
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 4:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real_forward(ids)
+        return real_step(token)
 
-    monkeypatch.setattr(generator, "_forward", failing_forward)
+    monkeypatch.setattr(generator, "_step", failing_step)
     chunks: list[str] = []
     result = generator.run(request("Hello there", GREEDY), chunks.append)
     assert result.stop_reason is StopReason.ERROR
     assert result.error is not None and "out of memory" in result.error
     assert len(result.token_ids) == 4  # prefill + 3 decode steps succeeded, 4 tokens sampled
     assert result.text == "".join(chunks)
-    monkeypatch.setattr(generator, "_forward", real_forward)
+    monkeypatch.setattr(generator, "_step", real_step)
     after = generator.run(request("Hello there", GREEDY), None)
     assert after.stop_reason is not StopReason.ERROR
     assert after.token_ids[:4] == result.token_ids

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import torch
 
     from leverchat.engine.inspector import Inspector
+    from leverchat.engine.lean_step import LeanStep
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,11 @@ class Generator:
         *,
         compile: bool = False,
         compile_backend: str = "inductor",
+        lean: bool = True,
     ):
         """``context_window``: the most tokens a turn may hold (the static cache's size with
-        ``compile``: see compiled.py, and call :meth:`warm_up` before the first reply)."""
+        ``compile``: see compiled.py, and call :meth:`warm_up` before the first reply).
+        ``lean=False`` runs every step through the model's own forward (tests compare)."""
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -108,6 +111,13 @@ class Generator:
             else None
         )
         self._cache: Any = self.compiled.cache if self.compiled is not None else None
+        # One-token steps without transformers' per-layer Python, where the model allows it
+        # (lean_step.py: same arithmetic, same cache).
+        self.lean: LeanStep | None = None
+        if lean and self.compiled is None:
+            from leverchat.engine.lean_step import lean_step_for
+
+            self.lean = lean_step_for(model, device)
         # The tokens whose keys and values are in the cache, in order.
         self._cached_ids: list[int] = []
 
@@ -357,6 +367,10 @@ class Generator:
 
     def _step(self, token: int) -> Any:
         """The logits after one more token: the compiled step when there is one."""
+        if self.lean is not None:
+            position = len(self._cached_ids)
+            self._cached_ids.append(token)
+            return self.lean(token, position, self._cache)
         if self.compiled is None:
             return self._forward([token])
         self._cached_ids.append(token)
