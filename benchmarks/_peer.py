@@ -72,14 +72,13 @@ def thread_counts(requested: str | None) -> list[int]:
     return sorted(set(c for c in counts if c >= 1))
 
 
-def child_env(engine: str) -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     # The thread count is the variant's (--threads / n_threads), never inherited.
     env.pop("OMP_NUM_THREADS", None)
-    if engine == LEVERCHAT:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"  # as `leverchat` sets it (cli.main)
-    else:
-        env.pop("OMP_WAIT_POLICY", None)  # llama.cpp as its users run it
+    # Each engine as its users run it from a script: llama.cpp's threads spin; `leverchat ask`
+    # leaves OpenMP's own wait policy (cli.main sets PASSIVE for the chat's UI only).
+    env.pop("OMP_WAIT_POLICY", None)
     return env
 
 
@@ -123,7 +122,7 @@ def run_child(
             [sys.executable, str(WORKER), json.dumps(full)],
             stdout=out,
             stderr=err,
-            env=child_env(variant.engine),
+            env=child_env(),
         )
 
         def watch() -> None:

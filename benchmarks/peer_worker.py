@@ -73,7 +73,7 @@ def run_leverchat(config: dict[str, Any]) -> dict[str, Any]:
         argv += ["--quantize", config["quantize"]]
     parser = argparse.ArgumentParser()
     add_model_options(parser)
-    spec = model_spec_from_args(parser.parse_args(argv))
+    spec = model_spec_from_args(parser.parse_args(argv), interactive=False)
     engine = EngineThread()
     stages: set[str] = set()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,37 @@ def test_cpu_thread_policy() -> None:
     # The user's OpenMP setting wins over our default, not over an explicit --threads.
     assert cpu_threads_for(None, cores=8, environment={"OMP_NUM_THREADS": "4"}) is None
     assert cpu_threads_for(2, cores=8, environment={"OMP_NUM_THREADS": "4"}) == 2
+    # Without a UI to keep responsive (ask, sweep), every core.
+    headless = {"leave_core_for_ui": False}
+    assert cpu_threads_for(None, cores=2, environment={}, **headless) == 2
+    assert cpu_threads_for(3, cores=8, environment={}, **headless) == 3
+    assert cpu_threads_for(None, cores=8, environment={"OMP_NUM_THREADS": "4"}, **headless) is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ask", "hi"], ["sweep", "--lever", "temperature", "--values", "0,1", "hi"]],
+)
+def test_ask_and_sweep_load_for_every_core(
+    command: list[str], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commands without a UI ask the engine for every core; the chat leaves one."""
+    from leverchat import cli
+    from leverchat.commands.options import model_spec_from_args
+    from leverchat.engine import select
+    from leverchat.engine.types import EngineError
+
+    specs: list[Any] = []
+
+    class Recording(select.AnyEngine):
+        def load(self, spec: Any, progress: Any = None) -> Any:
+            specs.append(spec)
+            raise EngineError("recorded")
+
+    monkeypatch.setattr(select, "AnyEngine", Recording)
+    cli.main([command[0], "--model", str(tiny_model_dir), *command[1:]])
+    assert [spec.leave_core_for_ui for spec in specs] == [False]
+    assert model_spec_from_args(cli.build_parser().parse_args([])).leave_core_for_ui
 
 
 def test_threads_option_reaches_the_engine_thread(tiny_model_dir: Path) -> None:

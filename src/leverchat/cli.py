@@ -60,13 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before torch is imported (OpenMP reads it once): idle OpenMP threads sleep instead of
-    # spinning, so they do not take a core from the UI thread. Measured streaming into the
-    # TUI on 2 cores: 10.0 tok/s spinning, 12.2 tok/s passive. A user's setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(join_negative_lever_values(sys.argv[1:] if argv is None else argv))
     handler = getattr(args, "handler", None)
+    if handler is None:
+        # The chat, before torch is imported (OpenMP reads it once): idle OpenMP threads
+        # sleep instead of spinning, so they do not take a core from the UI thread. Measured
+        # streaming into the TUI on 2 cores: 10.0 tok/s spinning, 12.2 tok/s passive. `ask`
+        # and `sweep` draw nothing: there OpenMP's default (spin briefly, then sleep) ran the
+        # bundled model at 2 threads 1.6x faster than passive. A user's setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         if handler is not None:
             return int(handler(args))

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         ChatMessage("user", prompt),
     )
     engine = AnyEngine()
-    spec = model_spec_from_args(args, fallback_source=profile_model)
+    spec = model_spec_from_args(args, fallback_source=profile_model, interactive=False)
     if not spec.is_remote:  # a server's reply must not wait for transformers to import
         route_library_output_to_log()
     progress = ProgressPrinter(sys.stderr, show=not args.json)

@@ -62,8 +62,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=thread_count,
         metavar="N",
-        help="CPU threads for the model (default: one fewer than the cores, so the chat "
-        f"stays responsive; at most {THREADS_PER_CORE_LIMIT} per core, here "
+        help="CPU threads for the model (default: every core for ask and sweep, one fewer "
+        f"in the chat, so it stays responsive; at most {THREADS_PER_CORE_LIMIT} per core, here "
         f"{max_threads()}; OMP_NUM_THREADS also works)",
     )
     group.add_argument(
@@ -100,7 +100,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def model_spec_from_args(args: argparse.Namespace, fallback_source: str | None = None) -> ModelSpec:
+def model_spec_from_args(
+    args: argparse.Namespace, fallback_source: str | None = None, *, interactive: bool = True
+) -> ModelSpec:
+    """The model options as a spec; ``interactive``: a UI shares the cores (the chat)."""
     return ModelSpec(
         source=args.model or fallback_source,
         device=args.device,
@@ -113,6 +116,7 @@ def model_spec_from_args(args: argparse.Namespace, fallback_source: str | None =
         context=args.context,
         model_name=getattr(args, "model_name", None),
         server=getattr(args, "server", None),
+        leave_core_for_ui=interactive,
     )
 
 

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     # One seed for every cell, so that the swept lever is the only difference.
     seed = levers.seed if levers.seed is not None else random_seed()
     engine = AnyEngine()
-    spec = model_spec_from_args(args, fallback_source=profile_model)
+    spec = model_spec_from_args(args, fallback_source=profile_model, interactive=False)
     if not spec.is_remote:
         route_library_output_to_log()
     progress = ProgressPrinter(sys.stderr, show=not args.json)

@@ -259,8 +259,12 @@ class ModelSpec:
     dtype: str = "auto"
     trust_remote_code: bool = False
     allow_pickle: bool = False
-    # CPU threads for torch; None: one fewer than the cores (see worker.cpu_threads_for).
+    # CPU threads for torch; None: one fewer than the cores where a UI shares them, else all
+    # of them (see worker.cpu_threads_for).
     threads: int | None = None
+    # The chat's UI thread draws while the model decodes: leave it a core. `ask` and `sweep`
+    # have no UI and use every core.
+    leave_core_for_ui: bool = True
     # "int8"/"int4": weight-only quantisation of the linear layers (engine/quantize.py); faster,
     # not bit-identical to the float model. "none": the weights as loaded. None or "auto": the
     # default for the model and device (quantize.default_method).
