@@ -60,7 +60,8 @@ VARIANTS = [
 ]
 
 
-def greedy_replies(args: Any, dtype: str, quantize: str) -> tuple[list[list[int]], str]:
+def greedy_replies(args: Any, dtype: str, quantize: str) -> tuple[list[list[int]], str, Any]:
+    """Each prompt's greedy reply under one variant; its quantisation label; the tokenizer."""
     from leverchat.engine.generate import Generator
     from leverchat.engine.types import ChatMessage, FixedLevers, GenerationRequest
     from leverchat.levers import Levers
@@ -74,7 +75,39 @@ def greedy_replies(args: Any, dtype: str, quantize: str) -> tuple[list[list[int]
             messages=(ChatMessage("user", prompt),), levers=FixedLevers(levers)
         )
         replies.append(list(generator.run(request, None).token_ids))
-    return replies, loaded.info.quantization
+    return replies, loaded.info.quantization, loaded.tokenizer
+
+
+def llama_cpp_replies(args: Any, tokenizer: Any) -> list[list[int]] | None:
+    """The same greedy replies from llama.cpp reading the same GGUF: the file's reference
+    runtime (it multiplies with 8-bit activations). The prompts are leverchat's own token
+    ids, so both start from the same tokens; a reply ends at the same end-of-turn tokens.
+    None where llama-cpp-python is not installed or the model is not a GGUF."""
+    import importlib.util
+
+    from leverchat.engine.bundled import bundled_gguf_path
+    from leverchat.engine.prompt import encode_messages
+    from leverchat.engine.types import ChatMessage
+
+    model = str(args.model) if args.model else str(bundled_gguf_path())
+    if importlib.util.find_spec("llama_cpp") is None or not model.endswith(".gguf"):
+        return None
+    from llama_cpp import Llama  # type: ignore[import-not-found,unused-ignore]
+
+    llm = Llama(model_path=model, n_ctx=2048, n_threads=1, verbose=False)
+    ends = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
+    ends.add(int(llm.token_eos()))
+    replies = []
+    for prompt in PROMPTS:
+        ids = encode_messages(tokenizer, (ChatMessage("user", prompt),), "auto")
+        llm.reset()
+        reply: list[int] = []
+        for token in llm.generate(ids, temp=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
+            if int(token) in ends or len(reply) >= args.tokens:
+                break
+            reply.append(int(token))
+        replies.append(reply)
+    return replies
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -86,29 +119,40 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return count
 
 
+def compare(reference: list[list[int]], replies: list[list[int]], first: int) -> dict[str, Any]:
+    """How far ``replies`` follow ``reference``, prompt by prompt."""
+    pairs = list(zip(reference, replies, strict=True))
+    prefixes = [common_prefix(ref, got) for ref, got in pairs]
+    first_agree = sum(1 for ref, got in pairs if ref[:first] == got[:first])
+    exact = sum(1 for ref, got in pairs if ref == got)
+    return {
+        f"first_{first}_tokens_agree": f"{first_agree}/{len(pairs)}",
+        "exact_replies_agree": f"{exact}/{len(pairs)}",
+        "mean_common_prefix_tokens": round(sum(prefixes) / len(prefixes), 1),
+    }
+
+
 def agreement(args: Any) -> dict[str, Any]:
-    reference: list[list[int]] | None = None
-    results: dict[str, Any] = {}
+    """Each variant against float32 (the de-quantised weights) and, where it can run, against
+    llama.cpp on the same file."""
+    by_label: dict[str, list[list[int]]] = {}
+    with_float: dict[str, Any] = {}
+    tokenizer: Any = None
     for label, dtype, quantize in VARIANTS:
         started = time.perf_counter()
-        replies, quantization = greedy_replies(args, dtype, quantize)
-        seconds = time.perf_counter() - started
-        if reference is None:
-            reference = replies
-            results[label] = {"seconds": round(seconds, 1)}
-            continue
-        prefixes = [common_prefix(ref, got) for ref, got in zip(reference, replies, strict=True)]
-        first = args.first
-        first_agree = sum(
-            1 for ref, got in zip(reference, replies, strict=True) if ref[:first] == got[:first]
-        )
-        exact = sum(1 for ref, got in zip(reference, replies, strict=True) if ref == got)
-        results[label] = {
-            "quantization": quantization,
-            f"first_{first}_tokens_agree": f"{first_agree}/{len(PROMPTS)}",
-            "exact_replies_agree": f"{exact}/{len(PROMPTS)}",
-            "mean_common_prefix_tokens": round(sum(prefixes) / len(prefixes), 1),
-            "seconds": round(seconds, 1),
+        replies, quantization, tokenizer = greedy_replies(args, dtype, quantize)
+        by_label[label] = replies
+        with_float[label] = {"quantization": quantization}
+        if label != "float32":
+            with_float[label].update(compare(by_label["float32"], replies, args.first))
+        with_float[label]["seconds"] = round(time.perf_counter() - started, 1)
+    results: dict[str, Any] = {"agreement_with_float32": with_float}
+    reference = llama_cpp_replies(args, tokenizer)
+    if reference is None:
+        results["agreement_with_llama_cpp"] = "skipped: llama_cpp or a GGUF model missing"
+    else:
+        results["agreement_with_llama_cpp"] = {
+            label: compare(reference, replies, args.first) for label, replies in by_label.items()
         }
     return results
 
@@ -250,7 +294,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads or 1)
-        result["agreement_with_float32"] = agreement(args)
+        result.update(agreement(args))
     result["machine"] = _common.machine(args.device)
     _common.emit(result)
 

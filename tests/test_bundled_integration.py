@@ -107,16 +107,17 @@ def test_first_load_converts_and_says_so(cold_load: ColdLoad) -> None:
     assert gguf_cache.entry_problem(entry) is None
 
 
-def test_bundled_model_is_stored_compact_and_loads_as_int8(cold_load: ColdLoad) -> None:
-    """The Q4_1 file is cached in bfloat16 (not float32: 538 MB) and runs int8 by default."""
+def test_bundled_model_is_stored_compact_and_loads_as_int4(cold_load: ColdLoad) -> None:
+    """The Q4_1 file is cached in bfloat16 (not float32: 538 MB) and runs int4 by default:
+    the file's own 4-bit grid, groups of 32 (quantize.default_method)."""
     (entry,) = (cold_load.cache_dir / "converted").iterdir()
     weights = sum(path.stat().st_size for path in entry.glob("*.safetensors"))
     assert weights < 300_000_000
     assert gguf_cache.source_weight_type(entry) == "Q4_1"
     info = cold_load.loaded.info
-    assert info.quantization == "int8 weight-only"
-    assert info.provenance_name == "SmolLM2-135M-Instruct (bundled) [int8 weight-only]"
-    assert "int8 weight-only" in cold_load.events[-1].message
+    assert info.quantization == "int4 weight-only"
+    assert info.provenance_name == "SmolLM2-135M-Instruct (bundled) [int4 weight-only]"
+    assert "int4 weight-only" in cold_load.events[-1].message
 
 
 def test_second_load_uses_the_cache(
@@ -138,10 +139,15 @@ def test_loading_from_the_cache_prints_nothing(
     assert capfd.readouterr() == ("", "")
 
 
+# A question the 135M model answers right in float32, int8 and int4 alike. (Its answer to "What
+# is the capital of France?" is a near-tie: float32 and int8 say Paris, int4 and llama.cpp on
+# the same file a list of French words; benchmarks/README.md, "Compact weights".)
+SENSIBLE_QUESTION = "What is the boiling point of water in Celsius?"
+
+
 def test_greedy_answer_is_sensible(cold_load: ColdLoad, shared_cache: Path) -> None:
-    reply = greedy_reply(cold_load.loaded, "What is the capital of France?")
-    assert reply.strip()
-    assert "Paris" in reply
+    reply = greedy_reply(cold_load.loaded, SENSIBLE_QUESTION)
+    assert "100" in reply
 
 
 def test_truncated_cache_entry_is_rebuilt_quietly(
@@ -165,4 +171,4 @@ def test_truncated_cache_entry_is_rebuilt_quietly(
     assert capfd.readouterr() == ("", "")
     assert "converting" in {event.stage for event in events}
     assert gguf_cache.entry_problem(entry) is None
-    assert "Paris" in greedy_reply(loaded, "What is the capital of France?")
+    assert "100" in greedy_reply(loaded, SENSIBLE_QUESTION)

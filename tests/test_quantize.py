@@ -149,9 +149,12 @@ def test_a_wrong_kernel_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("weight_type", "device", "expected"),
     [
-        ("Q4_1", "cpu", "int8"),
-        ("Q4_K", "cuda", "int8"),
-        ("Q3_K", "cpu", "int8"),
+        ("Q4_1", "cpu", "int4"),
+        ("Q4_0", "cpu", "int4"),
+        ("Q4_K", "cuda", "int4"),
+        ("Q3_K", "cpu", "int4"),
+        ("Q5_K", "cpu", "int8"),
+        ("IQ4_XS", "cpu", "int8"),
         ("Q8_0", "cpu", "int8"),
         ("Q6_K", "cuda", "int8"),
         ("F16", "cuda", "none"),
@@ -186,7 +189,7 @@ def greedy(loaded: Any, text: str = "Hello") -> Any:
 
 @pytest.mark.parametrize(
     ("tensor_type", "quantization"),
-    [("Q4_0", "int8 weight-only"), ("Q8_0", "int8 weight-only")],
+    [("Q4_0", "int4 weight-only"), ("Q8_0", "int8 weight-only")],
 )
 def test_a_quantised_gguf_loads_quantised_by_default(
     tmp_path: Path, tensor_type: str, quantization: str
