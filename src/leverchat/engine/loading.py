@@ -283,7 +283,9 @@ def _load_gguf(
     entry = gguf_cache.ensure_converted(gguf_path, on_conversion)
     weight_type = gguf_cache.source_weight_type(entry.folder)
     try:
-        loaded = _load_folder(entry.folder, source, spec, device, dtype, report, weight_type)
+        loaded = _load_folder(
+            entry.folder, source, spec, device, dtype, report, weight_type, cache_entry=True
+        )
     except ModelFilesError:
         if entry.converted_now:
             raise
@@ -292,7 +294,9 @@ def _load_gguf(
         gguf_cache.discard_entry(entry.folder)
         entry = gguf_cache.ensure_converted(gguf_path, on_conversion)
         weight_type = gguf_cache.source_weight_type(entry.folder)
-        loaded = _load_folder(entry.folder, source, spec, device, dtype, report, weight_type)
+        loaded = _load_folder(
+            entry.folder, source, spec, device, dtype, report, weight_type, cache_entry=True
+        )
     return loaded
 
 
@@ -369,10 +373,14 @@ def _load_folder(
     dtype: torch.dtype,
     report: _Report,
     source_weight_type: str | None = None,
+    *,
+    cache_entry: bool = False,
 ) -> LoadedModel:
+    """``cache_entry``: ``folder`` is leverchat's own conversion of a GGUF, where the
+    quantised layers may be kept for the next start (quant_store.py); never a user's folder."""
     import torch
 
-    from leverchat.engine import quantize
+    from leverchat.engine import quant_store, quantize
 
     check_model_folder(folder, spec)
     method = quantization_method(spec, device, source_weight_type)
@@ -395,7 +403,8 @@ def _load_folder(
     compute_dtype: torch.dtype | None = None
     if method != "none":
         report(STAGE_QUANTIZING, f"Quantising the linear layers to {method} (weight-only)", None)
-        quantization = quantize.quantize_model(model, method).label
+        store = quant_store.store_path(folder, method, device) if cache_entry else None
+        quantization = quantize.quantize_model(model, method, store).label
         if device.type == "cpu" and spec.dtype.strip().lower() == "auto":
             compute_dtype = torch.float32
             quantize.keep_float_parts_in(model, compute_dtype)

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import torch
 from torch import nn
 
-from leverchat.engine import page_release
+from leverchat.engine import page_release, quant_store
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,16 @@ class Int8WeightOnlyLinear(nn.Module):
         self.register_buffer("scales", scales)
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    @classmethod
+    def from_buffers(cls, buffers: dict[str, torch.Tensor]) -> Int8WeightOnlyLinear:
+        """The layer whose buffers (as quant_store keeps them) are ``buffers``."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.out_features, layer.in_features = buffers["weight"].shape
+        for name in ("weight", "scales", "bias"):
+            layer.register_buffer(name, buffers.get(name))
+        return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
@@ -180,6 +191,22 @@ class Int4WeightOnlyLinear(nn.Module):
                 group_size, dim=1
             ) + zeros.repeat_interleave(group_size, dim=1)
 
+    @classmethod
+    def from_buffers(
+        cls, buffers: dict[str, torch.Tensor], in_features: int, group_size: int = INT4_GROUP_SIZE
+    ) -> Int4WeightOnlyLinear:
+        """The CPU layer whose buffers (as quant_store keeps them) are ``buffers``."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.in_features = in_features
+        layer.out_features = buffers["weight"].shape[0]
+        layer.group_size = group_size
+        layer.on_cuda = False
+        layer._reference = None
+        for name in ("weight", "scales_and_zeros", "bias"):
+            layer.register_buffer(name, buffers.get(name))
+        return layer
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
         out: torch.Tensor
@@ -212,10 +239,14 @@ def _inner_k_tiles(columns: int) -> int:
     raise ValueError(f"{columns} inputs do not fit the int4 kernel's tiles")
 
 
-def quantize_model(model: Any, method: str) -> QuantizeReport:
+def quantize_model(model: Any, method: str, store: Path | None = None) -> QuantizeReport:
     """Replace every ``nn.Linear`` of ``model`` by its ``method`` ("int8"/"int4") weight-only
     version, in place. Layers the kernel cannot take here stay as they are (int4 falls back
-    to int8 per layer where the shape does not fit its groups)."""
+    to int8 per layer where the shape does not fit its groups).
+
+    ``store``: a quant_store file of this model's layers, used where it can be trusted (the
+    first stored layer of each kind must equal what quantising it gives now) and rewritten
+    whenever a layer had to be quantised."""
     if method == "none":
         return QuantizeReport("none", 0, 0)
     if method not in ("int8", "int4"):
@@ -223,25 +254,72 @@ def quantize_model(model: Any, method: str) -> QuantizeReport:
     replaced = kept = 0
     working: dict[tuple[str, str], bool] = {}  # (kind, device) -> the kernel passed its check
     output = _output_layer(model)
+    stored = quant_store.read(store)
+    # Per kind of stored layer (int8, int4): whether its first one equalled quantising now.
+    trusted: dict[type, bool] = {}
+    quantized_now = 0
+    layers: dict[str, Any] = {}
     # Weights still mapped from the file: each one's pages go once its layer is quantised, so
     # loading never holds the whole float model and its quantised copy at once.
     maps = page_release.weight_file_maps()
-    for parent in list(model.modules()):
+    for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear) or not child.weight.is_floating_point():
                 continue
+            qualified = f"{parent_name}.{name}" if parent_name else name
             # The output layer picks every token: in 4 bits it changed the bundled model's
             # greedy replies far more than int8 did (llama.cpp keeps it at 6-8 bits too).
             kind = "int8" if method == "int4" and child is output else method
-            new = _quantized_layer(child, kind, working)
+            new = None
+            if stored is not None and qualified in stored.names:
+                new = _stored_layer(stored.layer(qualified), child)
+                if type(new) not in trusted:
+                    fresh = _quantized_layer(child, kind, working)
+                    trusted[type(new)] = fresh is not None and _same_buffers(fresh, new)
+                    if not trusted[type(new)]:
+                        log.warning("%s holds other quantised layers: quantising again", store)
+                        new, quantized_now = fresh, quantized_now + 1
+                elif not trusted[type(new)]:
+                    new = _quantized_layer(child, kind, working)
+                    quantized_now += 1
+            else:
+                new = _quantized_layer(child, kind, working)
+                quantized_now += 1
             if new is None:
                 kept += 1
                 continue
             setattr(parent, name, new)
+            layers[qualified] = new
             page_release.release(child.weight, maps)
             page_release.trim_heap()
             replaced += 1
+    if quantized_now:
+        quant_store.write(store, layers)
     return QuantizeReport(method, replaced, kept)
+
+
+def _stored_layer(buffers: dict[str, torch.Tensor], linear: nn.Linear) -> Any:
+    if "scales_and_zeros" in buffers:
+        return Int4WeightOnlyLinear.from_buffers(buffers, linear.in_features)
+    return Int8WeightOnlyLinear.from_buffers(buffers)
+
+
+def _same_buffers(first: nn.Module, second: nn.Module) -> bool:
+    """Whether two quantised layers hold the same tensors (so compute the same)."""
+    if type(first) is not type(second):
+        return False
+    mine = dict(first.named_buffers(recurse=False))
+    theirs = dict(second.named_buffers(recurse=False))
+    return mine.keys() == theirs.keys() and all(
+        (mine[key] is None and theirs[key] is None)
+        or (
+            mine[key] is not None
+            and theirs[key] is not None
+            and mine[key].dtype == theirs[key].dtype
+            and torch.equal(mine[key], theirs[key])
+        )
+        for key in mine
+    )
 
 
 def _output_layer(model: Any) -> Any:
