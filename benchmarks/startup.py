@@ -35,6 +35,14 @@ FIRST_FRAME_TARGET_S = 1.0
 ASK_SPEEDUP_TARGET = 5.0
 ASK_OVER_IMPORTS_TARGET = 1.3
 IMPORTS_ONLY = "import torch, transformers"
+# `import transformers` is a lazy shell: a program that loads a Llama model also imports its
+# configuration, modeling and tokenizer code (and with them torch._dynamo and
+# torch.distributed.tensor: ~1 s more here). The second baseline imports those, nothing else.
+IMPORTS_MODEL_CODE = (
+    "import torch, transformers\n"
+    "from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig\n"
+    "from transformers import LlamaForCausalLM, PreTrainedTokenizerFast"
+)
 
 # Runs in the child process. Writes JSON lines straight to fd 1: Textual captures print().
 CHILD = r"""
@@ -153,11 +161,11 @@ def run_ask(source: str | None, cache_dir: str | None = None) -> dict[str, float
     return {"first_token_s": round(first_at, 3), "exit_s": round(exited_at, 3)}
 
 
-def run_imports() -> float:
-    """Seconds for a fresh process that only imports torch and transformers, start to exit."""
+def run_imports(code: str = IMPORTS_ONLY) -> float:
+    """Seconds for a fresh process that only runs ``code`` (imports), start to exit."""
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", IMPORTS_ONLY], check=True, env=child_env(None), capture_output=True
+        [sys.executable, "-c", code], check=True, env=child_env(None), capture_output=True
     )
     return round(time.perf_counter() - started, 3)
 
@@ -182,10 +190,15 @@ def main() -> None:
     warm_tui = [run_tui("real", source) for _ in range(args.runs)]
     warm_ask: list[dict[str, float]] = []
     imports: list[float] = []
+    model_imports: list[float] = []
     for round_index in range(args.runs):
-        # Alternating, so a drift of the machine's load touches both sides alike.
-        pair = [lambda: warm_ask.append(run_ask(source)), lambda: imports.append(run_imports())]
-        for step in pair if round_index % 2 == 0 else reversed(pair):
+        # Alternating, so a drift of the machine's load touches every side alike.
+        steps = [
+            lambda: warm_ask.append(run_ask(source)),
+            lambda: imports.append(run_imports()),
+            lambda: model_imports.append(run_imports(IMPORTS_MODEL_CODE)),
+        ]
+        for step in steps if round_index % 2 == 0 else reversed(steps):
             step()
     cold: dict[str, Any] = {"skipped": "--skip-cold" if args.skip_cold else None}
     if not args.skip_cold:
@@ -201,6 +214,7 @@ def main() -> None:
     warm_first_token = medians(warm_ask, "first_token_s")
     imports_s = round(_common.median(imports), 3)
     ask_over_imports = _common.ratio(warm_first_token, imports_s)
+    model_imports_s = round(_common.median(model_imports), 3)
     ask_speedup = (
         _common.ratio(cold["ask"]["first_token_s"], warm_first_token) if "ask" in cold else None
     )
@@ -226,6 +240,9 @@ def main() -> None:
             "imports_only_samples_s": imports,
             "ask_warm_first_token_samples_s": [s["first_token_s"] for s in warm_ask],
             "ask_warm_over_imports": ask_over_imports,
+            "model_code_imports_s": model_imports_s,
+            "model_code_imports_samples_s": model_imports,
+            "ask_warm_over_model_code_imports": _common.ratio(warm_first_token, model_imports_s),
             "cold": cold,
             "ask_cold_over_warm_first_token": ask_speedup,
             "targets": {
