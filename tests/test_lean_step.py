@@ -117,8 +117,10 @@ def test_other_architectures_keep_the_models_forward(
     assert lean_step_for(model, CPU) is None
 
 
-def test_a_chat_reply_is_the_same_token_for_token(tiny_model_dir: Path) -> None:
-    loaded = load_model(ModelSpec(source=str(tiny_model_dir), device="cpu", quantize="int8"))
+@pytest.mark.parametrize("method", ["none", "int8", "int4"])
+def test_a_chat_reply_is_the_same_token_for_token(tiny_model_dir: Path, method: str) -> None:
+    """Through the real loader: float layers in the CPU layout it picked, or quantised."""
+    loaded = load_model(ModelSpec(source=str(tiny_model_dir), device="cpu", quantize=method))
     lean = Generator(loaded.model, loaded.tokenizer, loaded.device, context_window=256)
     plain = Generator(loaded.model, loaded.tokenizer, loaded.device, context_window=256, lean=False)
     assert lean.lean is not None and plain.lean is None

@@ -72,8 +72,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="weight-only quantisation of the linear layers, CPU and CUDA: int8 or int4 "
         "(faster, replies not bit-identical to the float model), none (the weights as "
-        "loaded). Default auto: int8 for a quantised GGUF (such as the bundled model), "
-        "float models stay float",
+        "loaded). Default auto: int4 for a GGUF of 4 bits a weight or fewer (such as the "
+        "bundled model), int8 for other quantised GGUFs; float models stay float",
     )
     group.add_argument(
         "--compile",
