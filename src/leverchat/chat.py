@@ -56,8 +56,10 @@ class ReplyProvenance:
     prompt_format: str = ""
     # A version continued from another version's tokens: which, where, and from what start.
     branch: BranchPoint | None = None
-    # What its banned and boosted phrases became in the tokenizer (this session's replies).
+    # What its banned and boosted phrases became in the tokenizer.
     lever_tokens: tuple[LeverTokens, ...] = ()
+    # What the engine said about it (a structured-output change it could not apply mid-reply).
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
-from leverchat import branch
+from leverchat import branch, reply_details
 from leverchat import history_rows as rows
 from leverchat.chat import ReplyProvenance
 from leverchat.engine.types import LeverChange, RemoteProvenance, Stats, StopReason
@@ -72,6 +72,11 @@ def provenance_to_mapping(provenance: ReplyProvenance) -> dict[str, Any]:
         "error": provenance.error,
         **({"remote": remote_to_mapping(provenance.remote)} if provenance.remote else {}),
         **({"branch": branch.to_mapping(provenance.branch)} if provenance.branch else {}),
+        **(
+            {reply_details.KEY: details}
+            if (details := reply_details.to_mapping(provenance))
+            else {}
+        ),
     }
 
 
@@ -107,6 +112,7 @@ def provenance_from_mapping(mapping: Mapping[str, Any]) -> ReplyProvenance:
         error=error,
         remote=_remote_from(mapping.get("remote")),
         branch=_branch_from(mapping.get("branch")),
+        **reply_details.from_mapping(mapping.get(reply_details.KEY)),
     )
 
 
@@ -158,11 +164,15 @@ def provenance_columns(provenance: ReplyProvenance) -> tuple[Any, ...]:
 
 
 def _stats_and_remote(provenance: ReplyProvenance) -> dict[str, Any]:
-    """The stats column; a remote reply's provenance rides in it under "remote" (no schema
-    change: stats_from_mapping ignores keys it does not know)."""
+    """The stats column; a remote reply's provenance rides in it under "remote", its details
+    (reply_details.py) under "details" (no schema change: stats_from_mapping ignores keys it
+    does not know)."""
     data = stats_to_mapping(provenance.stats)
     if provenance.remote is not None:
         data["remote"] = remote_to_mapping(provenance.remote)
+    details = reply_details.to_mapping(provenance)
+    if details:
+        data[reply_details.KEY] = details
     return data
 
 
@@ -172,7 +182,8 @@ def provenance_from_columns(columns: Sequence[Any]) -> ReplyProvenance | None:
     mapping = rows.provenance_mapping(columns[:-count])
     if mapping is None:
         return None
-    # A remote reply's provenance rides in the stats column (see _stats_and_remote).
+    # A remote reply's provenance and its details ride in the stats column (_stats_and_remote).
     stats = mapping["stats"]
     mapping["remote"] = stats.get("remote") if isinstance(stats, dict) else None
+    mapping[reply_details.KEY] = stats.get(reply_details.KEY) if isinstance(stats, dict) else None
     return replace(provenance_from_mapping(mapping), branch=branch.from_columns(columns[-count:]))

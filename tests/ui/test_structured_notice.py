@@ -32,3 +32,5 @@ async def test_a_refused_constraint_change_is_shown_as_a_notice(
         await reply_done(pilot)
         await wait_for(pilot, lambda: bool(screen.query(Notice)), "the notice")
         assert [str(notice.render()) for notice in screen.query(Notice)] == [NOTICE]
+        # Kept with the reply (its provenance, saved in the history): F3 shows it later too.
+        assert screen.conversation.messages[-1].provenance.notices == (NOTICE,)

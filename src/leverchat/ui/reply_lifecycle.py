@@ -360,6 +360,7 @@ def provenance(
         prompt_format=result.prompt_format if result else "",
         branch=reply.branch.recorded(result) if reply.branch is not None else None,
         lever_tokens=result.lever_tokens if result else (),
+        notices=result.notices if result else (),
     )
 
 

@@ -44,6 +44,8 @@ def provenance_lines(provenance: ReplyProvenance) -> list[str]:
         lines.append(f"Format stops:    {stops} (the prompt format's own)")
     if provenance.error:
         lines.append(f"Error:           {provenance.error}")
+    for notice in provenance.notices:
+        lines.append(f"Notice:          {notice}")
     if provenance.branch is not None:
         given = len(provenance.branch.prefix_ids)
         lines.append(
