@@ -260,3 +260,27 @@ async def test_a_reply_is_saved_while_it_streams_and_a_failure_keeps_the_app_usa
         await pilot.press("enter")
         await wait_for(pilot, lambda: not chat.streaming, "the next reply")
         assert chat.conversation.messages[-1].content == "Hello there!"
+
+
+async def test_a_b_profile_naming_another_model_says_both_run_on_the_loaded_one(
+    make_app, engine, history, profile_store
+):
+    profile_store.directory.mkdir(parents=True, exist_ok=True)
+    (profile_store.directory / "big.toml").write_text(
+        'model = "meta-llama/Llama-3.1-8B-Instruct"\nsystem_prompt = "Be brief."\n',
+        encoding="utf-8",
+    )
+    engine.scripts.extend([Script(["One"]), Script(["Two"])])
+    app = make_app(history=history)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_ab(pilot, "Hello")
+        screen.query_one("#ab-profile").value = "big"
+        await pilot.pause()
+        differ = str(screen.query_one("#ab-differ").render())
+        assert "B's profile names the model meta-llama/Llama-3.1-8B-Instruct" in differ
+        assert "runs both sides on the loaded model" in differ
+        await send_ab(pilot, screen)
+        assert len(engine.seen) == 2  # both sent to the one loaded engine
+        assert "runs both sides on the loaded model" in str(
+            screen.query_one("#ab-differ").render()
+        )

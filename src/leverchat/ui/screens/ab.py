@@ -192,15 +192,33 @@ class ABScreen(Screen[ABOutcome | None]):
 
     # -- choosing B ----------------------------------------------------------------------
 
+    def _b_profile(self) -> Profile | None:
+        """The profile chosen for B (None: the current settings); ValueError if it fails."""
+        name = self.query_one("#ab-profile", Select).value
+        if not isinstance(name, str) or name == _CURRENT:
+            return None
+        try:
+            return self.setup.load_profile(name)
+        except (ProfileError, OSError) as error:
+            raise ValueError(f"profile {name!r} did not load: {error}") from None
+
+    def other_model_note(self) -> str:
+        """Said when B's profile names a model: both sides run on the loaded one, so that the
+        settings stay the only difference (loading a second model is not what A/B does)."""
+        try:
+            profile = self._b_profile()
+        except ValueError:
+            return ""
+        if profile is None or not profile.model:
+            return ""
+        return (
+            f"B's profile names the model {single_line(profile.model, 40)}; A/B runs both "
+            "sides on the loaded model"
+        )
+
     def side_b(self) -> tuple[ReplySettings, FormatChoice]:
         """B's settings from the controls; raises ValueError with a message to show."""
-        name = self.query_one("#ab-profile", Select).value
-        profile: Profile | None = None
-        if isinstance(name, str) and name != _CURRENT:
-            try:
-                profile = self.setup.load_profile(name)
-            except (ProfileError, OSError) as error:
-                raise ValueError(f"profile {name!r} did not load: {error}") from None
+        profile = self._b_profile()
         lever_name = self.query_one("#ab-lever", Select).value
         lever: str | None = None
         value: Any = None
@@ -233,6 +251,8 @@ class ABScreen(Screen[ABOutcome | None]):
             line = f"B: {error}"
         else:
             line = what_differed(self.setup.a, b)
+            if note := self.other_model_note():
+                line = f"{line} · {note}"
         self.query_one("#ab-differ", Static).update(plain(line))
 
     @on(Input.Submitted, "#ab-value")
@@ -261,7 +281,10 @@ class ABScreen(Screen[ABOutcome | None]):
             ABSide("B", b, b_format, self._messages(b)),
         )
         self.replies = [ABReply(side) for side in sides]
-        self.query_one("#ab-differ", Static).update(plain(what_differed(a, b)))
+        differed = what_differed(a, b)
+        if note := self.other_model_note():
+            differed = f"{differed} · {note}"
+        self.query_one("#ab-differ", Static).update(plain(differed))
         for control in self.query("#ab-controls > *"):
             control.disabled = True
         self.running = True
