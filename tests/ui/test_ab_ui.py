@@ -281,6 +281,4 @@ async def test_a_b_profile_naming_another_model_says_both_run_on_the_loaded_one(
         assert "runs both sides on the loaded model" in differ
         await send_ab(pilot, screen)
         assert len(engine.seen) == 2  # both sent to the one loaded engine
-        assert "runs both sides on the loaded model" in str(
-            screen.query_one("#ab-differ").render()
-        )
+        assert "runs both sides on the loaded model" in str(screen.query_one("#ab-differ").render())
