@@ -151,3 +151,19 @@ def test_a_read_only_cache_still_loads(
     loaded = load(gguf_path, counts, monkeypatch)
     assert reply(loaded) == expected
     assert not store_files(isolated_user_dirs / "cache")
+
+
+def test_files_of_another_torch_version_are_removed_when_a_new_one_is_written(
+    gguf_path: Path, isolated_user_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts: dict[str, int] = {}
+    load(gguf_path, counts, monkeypatch)
+    (stored,) = store_files(isolated_user_dirs / "cache")
+    old = stored.with_name("int4-cpu-torch2.1.0-v1.safetensors")
+    stored.rename(old)
+    stored.with_suffix(".json").rename(old.with_suffix(".json"))
+    other_method = stored.with_name("int8-cpu-torch2.1.0-v1.safetensors")
+    other_method.write_bytes(b"kept: another method")
+    load(gguf_path, counts, monkeypatch)
+    assert store_files(isolated_user_dirs / "cache") == sorted([stored, other_method])
+    assert not old.with_suffix(".json").exists()

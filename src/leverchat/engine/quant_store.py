@@ -119,6 +119,19 @@ def write(path: Path | None, layers: dict[str, Any]) -> None:
         log.warning("Could not keep the quantised layers in %s: %s", path, error)
         with contextlib.suppress(OSError):
             temporary.unlink()
+        return
+    _remove_superseded(path)
+
+
+def _remove_superseded(path: Path) -> None:
+    """Drop this method's files written by another torch version or format: this version
+    never reads them again, and for a 3B model each is 2 GB."""
+    method = path.name.split("-cpu-", 1)[0]
+    for other in path.parent.glob(f"{method}-cpu-torch*.safetensors"):
+        if other != path:
+            for stale in (other, _record_path(other)):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
 
 def _record_path(path: Path) -> Path:
