@@ -209,8 +209,11 @@ def test_int8_on_request_says_so_while_loading(tiny_model_dir: Path) -> None:
     spec = ModelSpec(str(tiny_model_dir), device="cpu", quantize="int8")
     loaded = load_model(spec, events.append)
     assert loaded.info.quantization == "int8 weight-only"
-    stages = [event.stage for event in events]
+    stages = list(dict.fromkeys(event.stage for event in events))
     assert stages == ["locating", "loading tokenizer", "loading weights", "quantizing", "ready"]
+    fractions = [event.fraction for event in events if event.stage == "quantizing"]
+    assert fractions[0] is None and fractions[-1] == 1.0  # told how far it got
+    assert fractions[1:] == sorted(fractions[1:])
     assert "int8 weight-only" in events[-1].message
 
 

@@ -402,9 +402,16 @@ def _load_folder(
     quantization = "none"
     compute_dtype: torch.dtype | None = None
     if method != "none":
-        report(STAGE_QUANTIZING, f"Quantising the linear layers to {method} (weight-only)", None)
         store = quant_store.store_path(folder, method, device) if cache_entry else None
-        quantization = quantize.quantize_model(model, method, store).label
+        message = f"Quantising the linear layers to {method} (weight-only)"
+        if store is not None and not store.is_file():
+            message += ": first start only, later starts read the kept layers"
+        report(STAGE_QUANTIZING, message, None)
+
+        def quantizing(fraction: float) -> None:
+            report(STAGE_QUANTIZING, message, fraction)
+
+        quantization = quantize.quantize_model(model, method, store, quantizing).label
         if device.type == "cpu" and spec.dtype.strip().lower() == "auto":
             compute_dtype = torch.float32
             quantize.keep_float_parts_in(model, compute_dtype)

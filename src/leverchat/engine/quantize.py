@@ -22,6 +22,7 @@ it ran 72.8 tok/s against int8 weight-only's (see benchmarks/README.md, "Compact
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -239,14 +240,20 @@ def _inner_k_tiles(columns: int) -> int:
     raise ValueError(f"{columns} inputs do not fit the int4 kernel's tiles")
 
 
-def quantize_model(model: Any, method: str, store: Path | None = None) -> QuantizeReport:
+def quantize_model(
+    model: Any,
+    method: str,
+    store: Path | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> QuantizeReport:
     """Replace every ``nn.Linear`` of ``model`` by its ``method`` ("int8"/"int4") weight-only
     version, in place. Layers the kernel cannot take here stay as they are (int4 falls back
     to int8 per layer where the shape does not fit its groups).
 
     ``store``: a quant_store file of this model's layers, used where it can be trusted (the
     first stored layer of each kind must equal what quantising it gives now) and rewritten
-    whenever a layer had to be quantised."""
+    whenever a layer had to be quantised. ``progress(fraction)`` is told how far it got (at
+    most ~100 times: an 8B model's first load quantises for minutes)."""
     if method == "none":
         return QuantizeReport("none", 0, 0)
     if method not in ("int8", "int4"):
@@ -262,6 +269,11 @@ def quantize_model(model: Any, method: str, store: Path | None = None) -> Quanti
     # Weights still mapped from the file: each one's pages go once its layer is quantised, so
     # loading never holds the whole float model and its quantised copy at once.
     maps = page_release.weight_file_maps()
+    total = sum(
+        isinstance(module, nn.Linear) and module.weight.is_floating_point()
+        for module in model.modules()
+    )
+    told = 0.0
     for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear) or not child.weight.is_floating_point():
@@ -287,12 +299,16 @@ def quantize_model(model: Any, method: str, store: Path | None = None) -> Quanti
                 quantized_now += 1
             if new is None:
                 kept += 1
-                continue
-            setattr(parent, name, new)
-            layers[qualified] = new
-            page_release.release(child.weight, maps)
-            page_release.trim_heap()
-            replaced += 1
+            else:
+                setattr(parent, name, new)
+                layers[qualified] = new
+                page_release.release(child.weight, maps)
+                page_release.trim_heap()
+                replaced += 1
+            done = (replaced + kept) / max(1, total)
+            if progress is not None and (done - told >= 0.01 or done >= 1.0):
+                told = done
+                progress(done)
     if quantized_now:
         quant_store.write(store, layers)
     return QuantizeReport(method, replaced, kept)
