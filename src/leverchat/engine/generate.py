@@ -349,7 +349,7 @@ class Generator:
 
         Returns the logits for the next token and how many prompt tokens came from the cache.
         """
-        from transformers import DynamicCache
+        from leverchat.engine import kv_cache
 
         reused = common_prefix_length(self._cached_ids, prompt_ids)
         # At least one token must be fed to get logits for the next one.
@@ -357,7 +357,7 @@ class Generator:
         if self._cache is None or reused <= 0:
             self.reset_cache()
             if self._cache is None:
-                self._cache = DynamicCache(config=self.model.config)
+                self._cache = kv_cache.new_cache(self.model.config)
             reused = 0
         elif len(self._cached_ids) > reused:
             # transformers 5.x: crop() takes the number of tokens to remove, negated.
