@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from leverchat.engine import page_release, quantize
+from leverchat.engine import page_release, quant_layers, quantize
 from leverchat.engine.quantize import COMPUTE_DTYPE, Int8WeightOnlyLinear, int8_rows
 from tinygguf import build_tiny_gguf
 
@@ -42,7 +42,7 @@ def test_blocks_of_rows_give_the_whole_tensor_result(
     monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
 ) -> None:
     # Tiny blocks (3 rows of 40), so the 103 rows span many blocks and a ragged last one.
-    monkeypatch.setattr(quantize, "_QUANTIZE_BLOCK_ELEMENTS", 120)
+    monkeypatch.setattr(quant_layers, "_QUANTIZE_BLOCK_ELEMENTS", 120)
     generator = torch.Generator().manual_seed(3)
     weight = (torch.randn(103, 40, generator=generator) * 3).to(dtype)
     weight[7] = 0  # an all-zero row keeps a positive scale

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leverchat.engine.quantize import COMPUTE_DTYPE, Int4WeightOnlyLinear, Int8WeightOnlyLinear
+from leverchat.engine.quant_layers import COMPUTE_DTYPE, Int4WeightOnlyLinear, Int8WeightOnlyLinear
 
 log = logging.getLogger(__name__)
 
