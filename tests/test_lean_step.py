@@ -107,6 +107,7 @@ def test_without_grouped_query_attention() -> None:
         ("mistral", {"sliding_window": 16}, "sliding-window"),
         ("qwen3", {}, "model type 'qwen3'"),
         ("llama", {"hidden_act": "gelu"}, "activation"),
+        ("llama", {"head_dim": 320}, "over 256"),
     ],
 )
 def test_other_architectures_keep_the_models_forward(

@@ -61,6 +61,9 @@ def unsupported_reason(model: Any) -> str | None:
         for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
             if not hasattr(attention, name):
                 return f"a layer's attention has no {name}"
+        if getattr(attention, "head_dim", 0) > 256:
+            # transformers' SDPA path repeats the keys instead of grouping them there.
+            return f"heads of {attention.head_dim} dimensions (over 256)"
         for name in ("q_norm", "k_norm"):  # Qwen3-style query/key norms
             if getattr(attention, name, None) is not None:
                 return f"a layer's attention has {name}"
