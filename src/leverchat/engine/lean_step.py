@@ -57,13 +57,14 @@ def unsupported_reason(model: Any) -> str | None:
     if getattr(config, "pretraining_tp", 1) != 1:
         return "pretraining_tp splits the projections"
     for layer in layers:
-        attention = getattr(layer, "self_attn", None)
+        attention: Any = getattr(layer, "self_attn", None)
         for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
             if not hasattr(attention, name):
                 return f"a layer's attention has no {name}"
-        if getattr(attention, "head_dim", 0) > 256:
+        head_dim = getattr(attention, "head_dim", 0)
+        if head_dim > 256:
             # transformers' SDPA path repeats the keys instead of grouping them there.
-            return f"heads of {attention.head_dim} dimensions (over 256)"
+            return f"heads of {head_dim} dimensions (over 256)"
         for name in ("q_norm", "k_norm"):  # Qwen3-style query/key norms
             if getattr(attention, name, None) is not None:
                 return f"a layer's attention has {name}"
