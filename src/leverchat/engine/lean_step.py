@@ -24,8 +24,14 @@ from typing import Any, Final
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.models.llama.modeling_llama import rotate_half as _untyped_rotate_half
 
-from leverchat.engine.quant_layers import COMPUTE_DTYPE, Int4WeightOnlyLinear, Int8WeightOnlyLinear
+from leverchat.engine.quant_layers import (
+    Int4WeightOnlyLinear,
+    Int8WeightOnlyLinear,
+    int4_product,
+    int8_product,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES: Final = frozenset({"llama", "mistral", "qwen2"})
 
 Product = Callable[[torch.Tensor], torch.Tensor]
+# transformers' own RoPE helper (Mistral's and Qwen2's are copies of it).
+rotate_half: Product = _untyped_rotate_half
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -125,28 +133,13 @@ class _Norm:
 def product_of(module: nn.Module) -> Product:
     """``module``'s forward on one row, without the module call: the same kernel and casts."""
     bias = getattr(module, "bias", None)
+    # The module's buffers are looked up once here, not at every token.
     if isinstance(module, Int8WeightOnlyLinear):
         weight, scales = module.weight, module.scales
-
-        def int8(x: torch.Tensor) -> torch.Tensor:
-            out: torch.Tensor = torch.ops.aten._weight_int8pack_mm(
-                x.to(COMPUTE_DTYPE), weight, scales
-            )
-            out = out.to(x.dtype)
-            return out if bias is None else out + bias
-
-        return int8
+        return lambda x: int8_product(x, weight, scales, bias)
     if isinstance(module, Int4WeightOnlyLinear) and not module.on_cuda:
         packed, group, scales_and_zeros = module.weight, module.group_size, module.scales_and_zeros
-
-        def int4(x: torch.Tensor) -> torch.Tensor:
-            out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                x.to(COMPUTE_DTYPE), packed, group, scales_and_zeros
-            )
-            out = out.to(x.dtype)
-            return out if bias is None else out + bias
-
-        return int4
+        return lambda x: int4_product(x, packed, group, scales_and_zeros, bias)
     if type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks:
         linear_weight = module.weight
         return lambda x: F.linear(x, linear_weight, bias)
@@ -164,9 +157,9 @@ class LeanStep:
         self.layers = [_Layer(layer) for layer in body.layers]
         self.final_norm = _Norm(body.norm)
         self.head = product_of(model.lm_head)
-        self.heads: int = config.num_attention_heads
-        self.kv_heads: int = config.num_key_value_heads
-        self.grouped = self.heads != self.kv_heads
+        # transformers' SDPA path groups the query heads over the key/value heads in the kernel.
+        grouped = config.num_attention_heads != config.num_key_value_heads
+        self._sdpa_options: dict[str, Any] = {"enable_gqa": True} if grouped else {}
 
     def __call__(self, token: int, position: int, cache: Any) -> torch.Tensor:
         """The next token's logits (1-D) after ``token`` at ``position``; ``cache`` (holding
@@ -190,17 +183,17 @@ class LeanStep:
         query = layer.q(normed).view(1, 1, -1, head_dim).transpose(1, 2)
         key = layer.k(normed).view(1, 1, -1, head_dim).transpose(1, 2)
         value = layer.v(normed).view(1, 1, -1, head_dim).transpose(1, 2)
-        query = query * cos + _rotate_half(query) * sin
-        key = key * cos + _rotate_half(key) * sin
+        query = query * cos + rotate_half(query) * sin
+        key = key * cos + rotate_half(key) * sin
         keys, values = cache.update(key, value, layer.index)
-        extra = {"enable_gqa": True} if self.grouped else {}
         attended = F.scaled_dot_product_attention(
-            query, keys, values, attn_mask=None, dropout_p=0.0, scale=layer.scaling, **extra
+            query,
+            keys,
+            values,
+            attn_mask=None,
+            dropout_p=0.0,
+            scale=layer.scaling,
+            **self._sdpa_options,
         )
         attended = attended.transpose(1, 2).reshape(1, -1)
         return layer.o(attended)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

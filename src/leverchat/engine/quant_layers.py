@@ -54,10 +54,9 @@ class Int8WeightOnlyLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
-        out: torch.Tensor = torch.ops.aten._weight_int8pack_mm(rows, self.weight, self.scales)
-        out = out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
-        return out if self.bias is None else out + self.bias
+        rows = x.reshape(-1, self.in_features)
+        out = int8_product(rows, self.weight, self.scales, self.bias)
+        return out.reshape(*x.shape[:-1], self.out_features)
 
     def dequantized(self, rows: int | None = None) -> torch.Tensor:
         """The weight the kernel computes with, in float32 (its first ``rows`` rows)."""
@@ -65,6 +64,36 @@ class Int8WeightOnlyLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def int8_product(
+    rows: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``rows`` (2-D) times an int8 layer's weight, plus its bias, in ``rows``' dtype: the
+    kernel takes bfloat16 activations (the layer's forward, and lean_step.py without it)."""
+    out: torch.Tensor = torch.ops.aten._weight_int8pack_mm(rows.to(COMPUTE_DTYPE), weight, scales)
+    out = out.to(rows.dtype)
+    return out if bias is None else out + bias
+
+
+def int4_product(
+    rows: torch.Tensor,
+    packed: torch.Tensor,
+    group_size: int,
+    scales_and_zeros: torch.Tensor,
+    bias: torch.Tensor | None,
+    *,
+    on_cuda: bool = False,
+) -> torch.Tensor:
+    """:func:`int8_product` for an int4 layer: tinygemm on CUDA, the CPU kernel elsewhere."""
+    kernel = (
+        torch.ops.aten._weight_int4pack_mm
+        if on_cuda
+        else torch.ops.aten._weight_int4pack_mm_for_cpu
+    )
+    out: torch.Tensor = kernel(rows.to(COMPUTE_DTYPE), packed, group_size, scales_and_zeros)
+    out = out.to(rows.dtype)
+    return out if bias is None else out + bias
 
 
 def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,18 +182,16 @@ class Int4WeightOnlyLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
-        out: torch.Tensor
-        if self.on_cuda:
-            out = torch.ops.aten._weight_int4pack_mm(
-                rows, self.weight, self.group_size, self.scales_and_zeros
-            )
-        else:
-            out = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                rows, self.weight, self.group_size, self.scales_and_zeros
-            )
-        out = out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
-        return out if self.bias is None else out + self.bias
+        rows = x.reshape(-1, self.in_features)
+        out = int4_product(
+            rows,
+            self.weight,
+            self.group_size,
+            self.scales_and_zeros,
+            self.bias,
+            on_cuda=self.on_cuda,
+        )
+        return out.reshape(*x.shape[:-1], self.out_features)
 
     def dequantized(self, rows: int | None = None) -> torch.Tensor:
         assert self._reference is not None
