@@ -66,7 +66,7 @@ def content_problem(folder: Path, manifest: dict[str, Any], manifest_path: Path)
     digests = manifest.get("digests")
     if digests is None:
         manifest["digests"], manifest["verified"] = record(folder, list(files))
-        _rewrite(manifest_path, manifest)
+        rewrite_json(manifest_path, manifest)
         return None
     if not isinstance(digests, dict) or set(digests) != set(files):
         return "its manifest's digests do not list its files"
@@ -96,12 +96,13 @@ def content_problem(folder: Path, manifest: dict[str, Any], manifest_path: Path)
         changed = True
     if changed:
         manifest["verified"] = verified
-        _rewrite(manifest_path, manifest)
+        rewrite_json(manifest_path, manifest)
     return None
 
 
-def _rewrite(manifest_path: Path, manifest: dict[str, Any]) -> None:
-    """Replace the manifest atomically; a read-only cache just verifies again next time."""
+def rewrite_json(manifest_path: Path, manifest: dict[str, Any]) -> None:
+    """Replace the JSON file ``manifest_path`` atomically; a read-only cache just verifies
+    again next time (quant_store.py writes its records with it too)."""
     temporary = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -29,10 +29,6 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     _key_storage: torch.Tensor | None = None
     _value_storage: torch.Tensor | None = None
 
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        super().lazy_initialization(key_states, value_states)
-        self._key_storage = self._value_storage = None
-
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:

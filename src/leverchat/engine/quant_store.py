@@ -46,11 +46,9 @@ class StoredLayers:
     """The layers in a store file, read one layer at a time (so that loading never holds
     every stored layer and the float model's pages at once)."""
 
-    def __init__(self, path: Path, names: list[str]) -> None:
+    def __init__(self, path: Path) -> None:
         from safetensors import safe_open
 
-        self.path = path
-        self.names = frozenset(names)
         handle: Any = safe_open(str(path), framework="pt")
         self._file = handle
         self._keys: dict[str, list[str]] = {}
@@ -58,9 +56,21 @@ class StoredLayers:
             name, _, _buffer = key.rpartition(".")
             self._keys.setdefault(name, []).append(key)
 
-    def layer(self, name: str) -> dict[str, torch.Tensor]:
-        """Buffer name -> tensor of the stored layer ``name``."""
-        return {key.rpartition(".")[2]: self._file.get_tensor(key) for key in self._keys[name]}
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def layer(self, name: str, in_features: int) -> Any:
+        """The stored layer ``name`` (an int8 or int4 module; None where it is not stored)
+        of a linear layer with ``in_features`` inputs."""
+        from leverchat.engine.quant_layers import Int4WeightOnlyLinear, Int8WeightOnlyLinear
+
+        if name not in self._keys:
+            return None
+        buffers = {key.rpartition(".")[2]: self._file.get_tensor(key) for key in self._keys[name]}
+        if "scales_and_zeros" in buffers:
+            return Int4WeightOnlyLinear.from_buffers(buffers, in_features)
+        return Int8WeightOnlyLinear.from_buffers(buffers)
 
 
 def read(path: Path | None) -> StoredLayers | None:
@@ -76,13 +86,12 @@ def read(path: Path | None) -> StoredLayers | None:
         if record.get("verified") != cache_digest.fingerprint(path):
             if cache_digest.file_digest(path) != record.get("digest"):
                 raise ValueError("its content changed since it was written")
-            with contextlib.suppress(OSError):  # verified again: the next start skips it
-                _write_record(path, record)
+            _write_record(path, record)  # verified again: the next start skips it
         names = record.get("layers")
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise ValueError("its record lists no layers")
-        stored = StoredLayers(path, names)
-        if set(stored._keys) != stored.names:
+        stored = StoredLayers(path)
+        if stored.names != frozenset(names):
             raise ValueError("its record and its tensors list different layers")
     except (OSError, ValueError, SafetensorError) as error:
         log.warning("Quantised layers in %s not used (%s): quantising again", path, error)
@@ -101,25 +110,20 @@ def write(path: Path | None, layers: dict[str, Any]) -> None:
     flat = {
         f"{name}.{buffer}": tensor.contiguous()
         for name, module in layers.items()
-        for buffer, tensor in module.named_buffers(recurse=False)
-        if tensor is not None
+        for buffer, tensor in module.named_buffers(recurse=False)  # a None bias is not listed
     }
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(flat, str(temporary))
         temporary.replace(path)
-        record = {
-            "format": FORMAT,
-            "layers": sorted(layers),
-            "digest": cache_digest.file_digest(path),
-        }
-        _write_record(path, record)
+        digest = cache_digest.file_digest(path)
     except OSError as error:
         log.warning("Could not keep the quantised layers in %s: %s", path, error)
         with contextlib.suppress(OSError):
             temporary.unlink()
         return
+    _write_record(path, {"format": FORMAT, "layers": sorted(layers), "digest": digest})
     _remove_superseded(path)
 
 
@@ -139,8 +143,7 @@ def _record_path(path: Path) -> Path:
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """The record of ``path``, as it is now; a cache that cannot be written is left as it is
+    (without a record the file is not used: the next start quantises again)."""
     record = {**record, "verified": cache_digest.fingerprint(path)}
-    record_path = _record_path(path)
-    temporary = record_path.with_name(f".{record_path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    temporary.replace(record_path)
+    cache_digest.rewrite_json(_record_path(path), record)

@@ -116,7 +116,7 @@ def quantize_model(
     stored = quant_store.read(store)
     # Per kind of stored layer (int8, int4): whether its first one equalled quantising now.
     trusted: dict[type, bool] = {}
-    quantized_now = 0
+    quantized_now = False
     layers: dict[str, Any] = {}
     # Weights still mapped from the file: each one's pages go once its layer is quantised, so
     # loading never holds the whole float model and its quantised copy at once.
@@ -134,21 +134,9 @@ def quantize_model(
             # The output layer picks every token: in 4 bits it changed the bundled model's
             # greedy replies far more than int8 did (llama.cpp keeps it at 6-8 bits too).
             kind = "int8" if method == "int4" and child is output else method
-            new = None
-            if stored is not None and qualified in stored.names:
-                new = _stored_layer(stored.layer(qualified), child)
-                if type(new) not in trusted:
-                    fresh = _quantized_layer(child, kind, working)
-                    trusted[type(new)] = fresh is not None and _same_buffers(fresh, new)
-                    if not trusted[type(new)]:
-                        log.warning("%s holds other quantised layers: quantising again", store)
-                        new, quantized_now = fresh, quantized_now + 1
-                elif not trusted[type(new)]:
-                    new = _quantized_layer(child, kind, working)
-                    quantized_now += 1
-            else:
-                new = _quantized_layer(child, kind, working)
-                quantized_now += 1
+            candidate = None if stored is None else stored.layer(qualified, child.in_features)
+            new, fresh = _trusted_or_fresh(candidate, trusted, child, kind, working, store)
+            quantized_now = quantized_now or fresh
             if new is None:
                 kept += 1
             else:
@@ -166,27 +154,42 @@ def quantize_model(
     return QuantizeReport(method, replaced, kept)
 
 
-def _stored_layer(buffers: dict[str, torch.Tensor], linear: nn.Linear) -> Any:
-    if "scales_and_zeros" in buffers:
-        return Int4WeightOnlyLinear.from_buffers(buffers, linear.in_features)
-    return Int8WeightOnlyLinear.from_buffers(buffers)
+def _trusted_or_fresh(
+    candidate: Any,
+    trusted: dict[type, bool],
+    linear: nn.Linear,
+    kind: str,
+    working: dict[tuple[str, str], bool],
+    store: Path | None,
+) -> tuple[Any, bool]:
+    """The layer to use and whether it was quantised now: the stored ``candidate`` where its
+    kind is trusted (the first of a kind decides, by quantising that layer again)."""
+    if candidate is None:
+        return _quantized_layer(linear, kind, working), True
+    if type(candidate) not in trusted:
+        fresh = _quantized_layer(linear, kind, working)
+        trusted[type(candidate)] = fresh is not None and _same_buffers(fresh, candidate)
+        if trusted[type(candidate)]:
+            return candidate, False
+        log.warning("%s holds other quantised layers: quantising again", store)
+        return fresh, True
+    if trusted[type(candidate)]:
+        return candidate, False
+    return _quantized_layer(linear, kind, working), True
 
 
 def _same_buffers(first: nn.Module, second: nn.Module) -> bool:
-    """Whether two quantised layers hold the same tensors (so compute the same)."""
-    if type(first) is not type(second):
-        return False
+    """Whether two quantised layers hold the same tensors (so compute the same); a None
+    buffer (no bias) is not listed by named_buffers."""
     mine = dict(first.named_buffers(recurse=False))
     theirs = dict(second.named_buffers(recurse=False))
-    return mine.keys() == theirs.keys() and all(
-        (mine[key] is None and theirs[key] is None)
-        or (
-            mine[key] is not None
-            and theirs[key] is not None
-            and mine[key].dtype == theirs[key].dtype
-            and torch.equal(mine[key], theirs[key])
+    return (
+        type(first) is type(second)
+        and mine.keys() == theirs.keys()
+        and all(
+            mine[key].dtype == theirs[key].dtype and torch.equal(mine[key], theirs[key])
+            for key in mine
         )
-        for key in mine
     )
 
 
