@@ -192,33 +192,16 @@ class ABScreen(Screen[ABOutcome | None]):
 
     # -- choosing B ----------------------------------------------------------------------
 
-    def _b_profile(self) -> Profile | None:
-        """The profile chosen for B (None: the current settings); ValueError if it fails."""
+    def side_b(self) -> tuple[ReplySettings, FormatChoice, str]:
+        """B's settings from the controls, its prompt format and what to say about its
+        profile's model ("" when it names none); raises ValueError with a message to show."""
         name = self.query_one("#ab-profile", Select).value
-        if not isinstance(name, str) or name == _CURRENT:
-            return None
-        try:
-            return self.setup.load_profile(name)
-        except (ProfileError, OSError) as error:
-            raise ValueError(f"profile {name!r} did not load: {error}") from None
-
-    def other_model_note(self) -> str:
-        """Said when B's profile names a model: both sides run on the loaded one, so that the
-        settings stay the only difference (loading a second model is not what A/B does)."""
-        try:
-            profile = self._b_profile()
-        except ValueError:
-            return ""
-        if profile is None or not profile.model:
-            return ""
-        return (
-            f"B's profile names the model {single_line(profile.model, 40)}; A/B runs both "
-            "sides on the loaded model"
-        )
-
-    def side_b(self) -> tuple[ReplySettings, FormatChoice]:
-        """B's settings from the controls; raises ValueError with a message to show."""
-        profile = self._b_profile()
+        profile: Profile | None = None
+        if isinstance(name, str) and name != _CURRENT:
+            try:
+                profile = self.setup.load_profile(name)
+            except (ProfileError, OSError) as error:
+                raise ValueError(f"profile {name!r} did not load: {error}") from None
         lever_name = self.query_one("#ab-lever", Select).value
         lever: str | None = None
         value: Any = None
@@ -233,7 +216,8 @@ class ABScreen(Screen[ABOutcome | None]):
                 raise ValueError(f"give one value for {spec.name}, not {len(values)}")
             lever, value = spec.name, values[0]
         b_format = profile.prompt_format if profile is not None else self.setup.a_format
-        return side_b_settings(self.setup.a, profile, lever, value), b_format
+        settings = side_b_settings(self.setup.a, profile, lever, value)
+        return settings, b_format, other_model_note(profile)
 
     @on(Select.Changed, "#ab-lever")
     def _lever_chosen(self, event: Select.Changed) -> None:
@@ -246,13 +230,11 @@ class ABScreen(Screen[ABOutcome | None]):
     @on(Input.Changed, "#ab-value")
     def _show_differ(self) -> None:
         try:
-            b, _ = self.side_b()
+            b, _, note = self.side_b()
         except ValueError as error:
             line = f"B: {error}"
         else:
-            line = what_differed(self.setup.a, b)
-            if note := self.other_model_note():
-                line = f"{line} · {note}"
+            line = differ_line(self.setup.a, b, note)
         self.query_one("#ab-differ", Static).update(plain(line))
 
     @on(Input.Submitted, "#ab-value")
@@ -267,7 +249,7 @@ class ABScreen(Screen[ABOutcome | None]):
             self.notify("This A/B has run: keep one (Enter) or close it (Esc).")
             return False
         try:
-            b, b_format = self.side_b()
+            b, b_format, note = self.side_b()
         except ValueError as error:
             self.notify(visible(str(error)), severity="error", markup=False, timeout=8)
             return False
@@ -281,10 +263,7 @@ class ABScreen(Screen[ABOutcome | None]):
             ABSide("B", b, b_format, self._messages(b)),
         )
         self.replies = [ABReply(side) for side in sides]
-        differed = what_differed(a, b)
-        if note := self.other_model_note():
-            differed = f"{differed} · {note}"
-        self.query_one("#ab-differ", Static).update(plain(differed))
+        self.query_one("#ab-differ", Static).update(plain(differ_line(a, b, note)))
         for control in self.query("#ab-controls > *"):
             control.disabled = True
         self.running = True
@@ -388,3 +367,20 @@ class ABScreen(Screen[ABOutcome | None]):
 
 def _describe(settings: ReplySettings) -> str:
     return f"profile {single_line(settings.profile, 30)}"
+
+
+def other_model_note(profile: Profile | None) -> str:
+    """Said when B's profile names a model: both sides run on the loaded one, so that the
+    settings stay the only difference (loading a second model is not what A/B does)."""
+    if profile is None or not profile.model:
+        return ""
+    return (
+        f"B's profile names the model {single_line(profile.model, 40)}; A/B runs both "
+        "sides on the loaded model"
+    )
+
+
+def differ_line(a: ReplySettings, b: ReplySettings, note: str) -> str:
+    """The "what differed" line, with the note about B's model when there is one."""
+    line = what_differed(a, b)
+    return f"{line} · {note}" if note else line
