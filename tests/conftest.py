@@ -12,6 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tinymodel import build_tiny_model_dir
 
+# The fake OpenAI server's fixtures (`fake`, `no_api_key`) for every test module.
+pytest_plugins = ("remote_fakes",)
+
 
 @pytest.fixture(autouse=True)
 def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

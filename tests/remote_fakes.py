@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 
 @dataclass
 class Recorded:
@@ -173,3 +175,19 @@ def running(models: list[dict[str, Any]] | None = None) -> Iterator[FakeServer]:
         yield server
     finally:
         server.stop()
+
+
+# Fixtures for every test module (tests/conftest.py loads this module as a plugin).
+
+
+@pytest.fixture
+def no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No API key in the environment: a request carries none unless the test gives one."""
+    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    """A fake OpenAI-compatible server on 127.0.0.1, stopped after the test."""
+    yield from running()

@@ -4,8 +4,6 @@ says so instead of answering anew."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from leverchat.engine.remote.engine import RemoteEngine
@@ -19,21 +17,14 @@ from leverchat.engine.types import (
     StopReason,
 )
 from leverchat.levers import Levers
-from remote_fakes import FakeServer, running, sse_reply
+from remote_fakes import FakeServer, sse_reply
 
 MESSAGES = (ChatMessage("user", "Talk like a pirate"),)
 LEVERS = Levers(temperature=0.7, seed=5, max_new_tokens=20)
 
 
-@pytest.fixture(autouse=True)
-def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    yield from running()
+# No API key in the environment for any test here.
+pytestmark = pytest.mark.usefixtures("no_api_key")
 
 
 def branch(fake: FakeServer, server: str, prefix: str) -> tuple[GenerationResult, list[str]]:

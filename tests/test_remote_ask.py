@@ -5,20 +5,15 @@ the remote provenance."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from leverchat.cli import main
-from remote_fakes import FakeServer, running
+from remote_fakes import FakeServer
 
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    yield from running()
+# No API key in the environment for any test here.
+pytestmark = pytest.mark.usefixtures("no_api_key")
 
 
 def run_ask(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,9 @@ from leverchat.engine.remote.endpoint import parse_endpoint
 from leverchat.engine.remote.keys import api_key
 from leverchat.engine.select import AnyEngine
 from leverchat.engine.types import EngineError, ModelInfo, ModelSpec, is_remote_source
-from remote_fakes import FakeServer, running
+from remote_fakes import FakeServer
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    yield from running()
 
 
 def test_ask_against_a_server_never_imports_torch(fake: FakeServer) -> None:

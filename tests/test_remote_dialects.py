@@ -5,7 +5,6 @@ cannot apply is reported with the reason (never dropped silently)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +49,8 @@ OPENAI_FIELDS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    yield from running()
+# No API key in the environment for any test here.
+pytestmark = pytest.mark.usefixtures("no_api_key")
 
 
 def ollama_lines(words: list[str]) -> Reply:

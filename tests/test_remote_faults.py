@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -27,16 +26,8 @@ from leverchat.engine.types import (
 from leverchat.levers import Levers
 from remote_fakes import FakeServer, Reply, chat_event, json_reply, running, sse_reply
 
-
-@pytest.fixture(autouse=True)
-def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    yield from running()
+# No API key in the environment for any test here.
+pytestmark = pytest.mark.usefixtures("no_api_key")
 
 
 def run_ask(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

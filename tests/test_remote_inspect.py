@@ -4,20 +4,15 @@ them, keeps them as "reported" (never as raw or after-lever), and says what is m
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from leverchat.cli import main
-from remote_fakes import FakeServer, Recorded, Reply, chat_event, running
+from remote_fakes import FakeServer, Recorded, Reply, chat_event
 
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    yield from running()
+# No API key in the environment for any test here.
+pytestmark = pytest.mark.usefixtures("no_api_key")
 
 
 def _event(token: str, logprob: float, top: list[tuple[str, float]]) -> bytes:

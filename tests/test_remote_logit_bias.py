@@ -5,7 +5,6 @@ logit bias."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,14 @@ import pytest
 from leverchat.engine.remote.engine import RemoteEngine
 from leverchat.engine.types import ChatMessage, FixedLevers, GenerationRequest, ModelSpec
 from leverchat.levers import Levers
-from remote_fakes import FakeServer, running
+from remote_fakes import FakeServer
 
 BOOSTED = Levers(temperature=0.5, seed=3, boost=(("treasure", 2.5), ("As an AI", -100.0)))
 MESSAGES = (ChatMessage("user", "Hi"),)
 
 
-@pytest.fixture(autouse=True)
-def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    yield from running()
+# No API key in the environment for any test here.
+pytestmark = pytest.mark.usefixtures("no_api_key")
 
 
 def ask(fake: FakeServer, server: str, model_id: str, levers: Levers = BOOSTED) -> Any:

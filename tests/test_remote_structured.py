@@ -5,7 +5,6 @@ reason instead of dropping it silently."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,22 +13,15 @@ from leverchat.engine.remote.dialects import DIALECTS
 from leverchat.engine.remote.engine import RemoteEngine
 from leverchat.engine.types import ChatMessage, FixedLevers, GenerationRequest, ModelSpec
 from leverchat.levers import Levers
-from remote_fakes import FakeServer, Reply, running
+from remote_fakes import FakeServer, Reply
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
 GRAMMAR = 'root ::= "yes" | "no"'
 MESSAGES = (ChatMessage("user", "Hi"),)
 
 
-@pytest.fixture(autouse=True)
-def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    yield from running()
+# No API key in the environment for any test here.
+pytestmark = pytest.mark.usefixtures("no_api_key")
 
 
 def ollama_reply(request: Any) -> Reply:

@@ -4,21 +4,16 @@ and Ctrl+C in the middle of a sweep."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from leverchat.cli import main
-from remote_fakes import FakeServer, Recorded, Reply, json_reply, running, sse_reply
+from remote_fakes import FakeServer, Recorded, Reply, json_reply, sse_reply
 
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.delenv("LEVERCHAT_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    yield from running()
+# No API key in the environment for any test here.
+pytestmark = pytest.mark.usefixtures("no_api_key")
 
 
 def run_sweep(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
